@@ -1,0 +1,257 @@
+//! The core's one error type. `abi/` turns it into `AddError` + `false`, which 1C code sees
+//! as an exception, and the object keeps its text for `ОписаниеОшибки()`.
+
+use crate::lang::Lang;
+use crate::value::TypeName;
+
+/// A member or parameter name in both languages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// The Russian name.
+    pub ru: &'static str,
+    /// The English name.
+    pub en: &'static str,
+}
+
+impl Names {
+    /// The name in `lang`.
+    pub fn get(self, lang: Lang) -> &'static str {
+        lang.pick(self.ru, self.en)
+    }
+}
+
+/// Every failure the core reports to 1C code.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.text(Lang::En))]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument of a type the parameter does not accept.
+    ArgType {
+        /// The method.
+        method: Names,
+        /// The parameter.
+        param: Names,
+        /// 1-based position of the parameter.
+        index: usize,
+        /// What the parameter accepts.
+        expected: TypeName,
+        /// What arrived.
+        got: TypeName,
+    },
+    /// A call with another number of arguments than the method declares.
+    ArgCount {
+        /// The method.
+        method: Names,
+        /// Declared parameter count.
+        expected: usize,
+        /// Arguments passed.
+        got: usize,
+    },
+    /// A property assigned a value of a type it does not accept.
+    PropType {
+        /// The property.
+        prop: Names,
+        /// What the property accepts.
+        expected: TypeName,
+        /// What arrived.
+        got: TypeName,
+    },
+    /// An assignment to a read-only property.
+    ReadOnly {
+        /// The property.
+        prop: Names,
+    },
+    /// A read of a write-only property.
+    NotReadable {
+        /// The property.
+        prop: Names,
+    },
+    /// A member index outside the object's tables.
+    NoSuchMember {
+        /// The index the platform passed.
+        index: usize,
+    },
+    /// A member whose behaviour a later version builds.
+    NotImplemented {
+        /// The member.
+        member: Names,
+    },
+    /// A value of the right type that the member cannot use.
+    InvalidValue {
+        /// The parameter or property.
+        what: Names,
+        /// Why, in Russian.
+        ru: String,
+        /// Why, in English.
+        en: String,
+    },
+    /// A panic caught at the FFI boundary; the process lives on.
+    Panic(String),
+}
+
+/// `Result` with the core's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The text 1C code gets in `ОписаниеОшибки()`, in `lang`.
+    pub fn text(&self, lang: Lang) -> String {
+        let ru = lang == Lang::Ru;
+        match self {
+            Error::ArgType {
+                method,
+                param,
+                index,
+                expected,
+                got,
+            } => {
+                if ru {
+                    format!(
+                        "Неверный тип параметра {index} ({}) метода {}: ожидается {}, передано {}",
+                        param.ru,
+                        method.ru,
+                        expected.name(lang),
+                        got.name(lang)
+                    )
+                } else {
+                    format!(
+                        "Wrong type of argument {index} ({}) of method {}: expected {}, got {}",
+                        param.en,
+                        method.en,
+                        expected.name(lang),
+                        got.name(lang)
+                    )
+                }
+            }
+            Error::ArgCount {
+                method,
+                expected,
+                got,
+            } => {
+                if ru {
+                    format!(
+                        "Неверное количество параметров метода {}: ожидается {expected}, передано {got}",
+                        method.ru
+                    )
+                } else {
+                    format!(
+                        "Wrong number of arguments of method {}: expected {expected}, got {got}",
+                        method.en
+                    )
+                }
+            }
+            Error::PropType {
+                prop,
+                expected,
+                got,
+            } => {
+                if ru {
+                    format!(
+                        "Неверный тип значения свойства {}: ожидается {}, передано {}",
+                        prop.ru,
+                        expected.name(lang),
+                        got.name(lang)
+                    )
+                } else {
+                    format!(
+                        "Wrong type of value for property {}: expected {}, got {}",
+                        prop.en,
+                        expected.name(lang),
+                        got.name(lang)
+                    )
+                }
+            }
+            Error::ReadOnly { prop } => {
+                if ru {
+                    format!("Свойство {} доступно только для чтения", prop.ru)
+                } else {
+                    format!("Property {} is read-only", prop.en)
+                }
+            }
+            Error::NotReadable { prop } => {
+                if ru {
+                    format!("Свойство {} недоступно для чтения", prop.ru)
+                } else {
+                    format!("Property {} is not readable", prop.en)
+                }
+            }
+            Error::NoSuchMember { index } => {
+                if ru {
+                    format!("Нет члена объекта с номером {index}")
+                } else {
+                    format!("No member with index {index}")
+                }
+            }
+            Error::NotImplemented { member } => {
+                if ru {
+                    format!("{} ещё не реализовано в этой версии компоненты", member.ru)
+                } else {
+                    format!(
+                        "{} is not implemented in this version of the add-in yet",
+                        member.en
+                    )
+                }
+            }
+            Error::InvalidValue {
+                what,
+                ru: why_ru,
+                en: why_en,
+            } => {
+                if ru {
+                    format!("Недопустимое значение {}: {why_ru}", what.ru)
+                } else {
+                    format!("Invalid value of {}: {why_en}", what.en)
+                }
+            }
+            Error::Panic(msg) => {
+                if ru {
+                    format!("Внутренняя ошибка компоненты (паника перехвачена): {msg}")
+                } else {
+                    format!("Internal add-in error (panic caught): {msg}")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECEIVE: Names = Names {
+        ru: "Получить",
+        en: "Receive",
+    };
+    const TIMEOUT: Names = Names {
+        ru: "Таймаут",
+        en: "Timeout",
+    };
+
+    #[test]
+    fn arg_type_names_argument_and_type_in_both_languages() {
+        let e = Error::ArgType {
+            method: RECEIVE,
+            param: TIMEOUT,
+            index: 1,
+            expected: TypeName::Number,
+            got: TypeName::String,
+        };
+        assert_eq!(
+            e.text(Lang::Ru),
+            "Неверный тип параметра 1 (Таймаут) метода Получить: ожидается Число, передано Строка"
+        );
+        assert_eq!(
+            e.to_string(),
+            "Wrong type of argument 1 (Timeout) of method Receive: expected Number, got String"
+        );
+    }
+
+    #[test]
+    fn panic_text() {
+        assert!(Error::Panic("boom".into()).text(Lang::Ru).contains("boom"));
+        assert!(
+            Error::Panic("boom".into())
+                .text(Lang::En)
+                .starts_with("Internal add-in error")
+        );
+    }
+}
