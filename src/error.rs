@@ -87,6 +87,13 @@ pub enum Error {
     },
     /// A panic caught at the FFI boundary; the process lives on.
     Panic(String),
+    /// The platform broke the Native API contract (no memory manager, a null array...).
+    Platform {
+        /// In Russian.
+        ru: &'static str,
+        /// In English.
+        en: &'static str,
+    },
 }
 
 /// `Result` with the core's error.
@@ -209,6 +216,10 @@ impl Error {
                     format!("Internal add-in error (panic caught): {msg}")
                 }
             }
+            Error::Platform {
+                ru: text_ru,
+                en: text_en,
+            } => lang.pick(text_ru, text_en).to_owned(),
         }
     }
 }
