@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what it needs, checks
+# formatting and lints, builds the add-in with its test-only members, runs the unit tests,
+# the host tests through the C ABI (Rust host and C++ host), and the Rust host suite under
+# valgrind memcheck. Ends with one line "N passed, M failed"; exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+log_dir="$root/target/test-logs"
+mkdir -p "$log_dir"
+passed=0
+failed=0
+failures=()
+
+step() { printf '\n=== %s\n' "$*"; }
+ok() { passed=$((passed + 1)); echo "ok: $*"; }
+bad() { failed=$((failed + 1)); failures+=("$*"); echo "FAILED: $*"; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
+
+step "tools"
+missing=()
+command -v g++ >/dev/null || missing+=(g++)
+command -v valgrind >/dev/null || missing+=(valgrind)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}"
+    as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+fi
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+cargo --version; g++ --version | head -1; valgrind --version
+
+FEATURES=(--features ws1c-abi/test-hooks)
+
+step "format"
+if cargo fmt --all -- --check; then ok "cargo fmt"; else bad "cargo fmt --check"; fi
+
+step "clippy"
+if cargo clippy --workspace --all-targets "${FEATURES[@]}" -- -D warnings &&
+    cargo clippy --workspace --all-targets -- -D warnings; then
+    ok "cargo clippy"
+else
+    bad "cargo clippy -D warnings"
+fi
+
+step "build the add-in with test hooks (release)"
+if ! cargo build --release -p ws1c-abi "${FEATURES[@]}"; then
+    bad "release build"
+    echo "$passed passed, $failed failed"
+    exit 1
+fi
+export WS1C_ADDIN="$root/target/release/libwebsocket1c.so"
+
+count_results() {
+    # Sums cargo's "test result: ... N passed; M failed" lines of a log.
+    local p f
+    p=$(grep -aoE '[0-9]+ passed; [0-9]+ failed' "$1" | awk '{s+=$1} END {print s+0}')
+    f=$(grep -aoE '[0-9]+ passed; [0-9]+ failed' "$1" | awk '{s+=$3} END {print s+0}')
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+
+step "tests (release, through the C ABI)"
+RUST_BACKTRACE=0 cargo test --workspace --release "${FEATURES[@]}" 2>&1 | tee "$log_dir/cargo-test.log"
+rc=${PIPESTATUS[0]}
+count_results "$log_dir/cargo-test.log"
+[ "$rc" = 0 ] || failures+=("cargo test (exit $rc)")
+if [ "$rc" != 0 ] && ! grep -aqE '[1-9][0-9]* failed' "$log_dir/cargo-test.log"; then
+    failed=$((failed + 1))
+fi
+
+step "core unit tests without test hooks"
+cargo test -q -p ws1c --lib 2>&1 | tee "$log_dir/core-no-hooks.log"
+rc=${PIPESTATUS[0]}
+count_results "$log_dir/core-no-hooks.log"
+[ "$rc" = 0 ] || { failures+=("core tests without hooks"); failed=$((failed + 1)); }
+
+step "valgrind memcheck: Rust host suites and the C++ host"
+vg=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+    --show-leak-kinds=definite --track-origins=no -q)
+# The root package's host suites (integration tests), except the one that runs the C++ host.
+mapfile -t exes < <(cargo test --workspace --release --no-run "${FEATURES[@]}" --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for line in sys.stdin:
+    try: m = json.loads(line)
+    except ValueError: continue
+    t = m.get("target", {})
+    if (m.get("reason") == "compiler-artifact" and m.get("executable") and t.get("kind") == ["test"]
+            and "/tests/" in t.get("src_path", "") and t.get("name") != "cpp_host"):
+        print(m["executable"])')
+[ ${#exes[@]} -gt 0 ] || bad "no host test executables found for valgrind"
+for exe in "${exes[@]}"; do
+    name=$(basename "$exe")
+    if RUST_BACKTRACE=0 "${vg[@]}" "$exe" --test-threads=1 >"$log_dir/valgrind-$name.log" 2>&1; then
+        ok "valgrind $name"
+    else
+        bad "valgrind $name (see target/test-logs/valgrind-$name.log)"
+        tail -40 "$log_dir/valgrind-$name.log"
+    fi
+done
+if RUST_BACKTRACE=0 "${vg[@]}" "$root/target/cpp/host" "$WS1C_ADDIN" >"$log_dir/valgrind-cpp-host.log" 2>&1; then
+    ok "valgrind cpp host"
+else
+    bad "valgrind cpp host (see target/test-logs/valgrind-cpp-host.log)"
+    tail -40 "$log_dir/valgrind-cpp-host.log"
+fi
+
+step "summary"
+for f in "${failures[@]}"; do echo "failed: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ ${#failures[@]} = 0 ]
