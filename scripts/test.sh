@@ -27,6 +27,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+# Real peers: Python `websockets` in the project's own venv (pinned).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import websockets' 2>/dev/null; then
+    python3 -m venv .venv || { as_root apt-get install -y -q python3-venv && python3 -m venv .venv; }
+    .venv/bin/pip install -q 'websockets==17.4'
+fi
+export WS1C_PYTHON="$root/.venv/bin/python"
 cargo --version; g++ --version | head -1; valgrind --version
 
 FEATURES=(--features ws1c-abi/test-hooks)
@@ -77,7 +83,8 @@ count_results "$log_dir/core-no-hooks.log"
 step "valgrind memcheck: Rust host suites and the C++ host"
 vg=(valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
     --show-leak-kinds=definite --track-origins=no -q)
-# The root package's host suites (integration tests), except the one that runs the C++ host.
+# The ABI host suites under memcheck (the network suites are too slow under valgrind and
+# exercise the same ABI paths).
 mapfile -t exes < <(cargo test --workspace --release --no-run "${FEATURES[@]}" --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for line in sys.stdin:
@@ -85,7 +92,7 @@ for line in sys.stdin:
     except ValueError: continue
     t = m.get("target", {})
     if (m.get("reason") == "compiler-artifact" and m.get("executable") and t.get("kind") == ["test"]
-            and "/tests/" in t.get("src_path", "") and t.get("name") != "cpp_host"):
+            and t.get("name") in ("abi_host", "no_capabilities")):
         print(m["executable"])')
 [ ${#exes[@]} -gt 0 ] || bad "no host test executables found for valgrind"
 for exe in "${exes[@]}"; do

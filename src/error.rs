@@ -87,6 +87,16 @@ pub enum Error {
     },
     /// A panic caught at the FFI boundary; the process lives on.
     Panic(String),
+    /// The async runtime could not start (threads refused by the OS).
+    Runtime(String),
+    /// A connection-level failure with its text in both languages (bad URL, refused,
+    /// DNS, TLS, handshake rejected, send queue full, not connected...).
+    Net {
+        /// In Russian.
+        ru: String,
+        /// In English.
+        en: String,
+    },
     /// The platform broke the Native API contract (no memory manager, a null array...).
     Platform {
         /// In Russian.
@@ -94,6 +104,16 @@ pub enum Error {
         /// In English.
         en: &'static str,
     },
+}
+
+impl Error {
+    /// A network or connection error with both texts.
+    pub fn net(ru: impl Into<String>, en: impl Into<String>) -> Error {
+        Error::Net {
+            ru: ru.into(),
+            en: en.into(),
+        }
+    }
 }
 
 /// `Result` with the core's error.
@@ -216,6 +236,17 @@ impl Error {
                     format!("Internal add-in error (panic caught): {msg}")
                 }
             }
+            Error::Runtime(e) => {
+                if ru {
+                    format!("Не удалось запустить фоновые потоки компоненты: {e}")
+                } else {
+                    format!("Could not start the add-in's background threads: {e}")
+                }
+            }
+            Error::Net {
+                ru: text_ru,
+                en: text_en,
+            } => lang.pick(text_ru, text_en).to_owned(),
             Error::Platform {
                 ru: text_ru,
                 en: text_en,

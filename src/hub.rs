@@ -1,11 +1,17 @@
 //! The dispatch hub's settings, shared by both objects: delivery mode, event source name,
 //! pull-queue capacity and the bound on `Done()`.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Names, Result};
+use crate::event::Event;
 use crate::lang::Lang;
-use crate::platform::AppType;
+use crate::platform::{AppType, Emit, EventSink};
 use crate::registry::PropId;
 use crate::value::Value;
 
@@ -154,6 +160,292 @@ impl HubSettings {
     }
 }
 
+// ---- the dispatch hub ------------------------------------------------------------------
+
+/// What waits for the pusher: a whole event (push) or a notification (notify, whose event
+/// already waits in the pull queue).
+enum Push {
+    Event(Event),
+    Note(String),
+}
+
+/// The hub's state, under one lock.
+struct Inner {
+    /// Events for `Получить` / `ПолучитьСобытие`, oldest first.
+    pull: VecDeque<Event>,
+    /// Events and notifications for the pusher, oldest first.
+    push: VecDeque<Push>,
+    /// Events in `pull` plus whole events in `push`.
+    queued: usize,
+    /// Bound on `queued` for messages (connection events never wait, see `publish`).
+    capacity: usize,
+    /// The effective mode (never `Auto`).
+    mode: DeliveryMode,
+    /// The mode was set to `Auto`: the first pull call switches it to pull for good.
+    auto: bool,
+    /// `Источник` of external events.
+    source: String,
+    /// Where pushed events go; `None` until `Init`, and after `Done()`.
+    sink: Option<Arc<dyn EventSink>>,
+    /// Events the platform refused, kept for pull instead.
+    undelivered: u64,
+    /// Live connections: `Receive(0)` waits only while one may still deliver something.
+    active: usize,
+    /// `Done()` ran: producers stop waiting, readers return at once.
+    closed: bool,
+    /// 1C threads blocked in a receive.
+    readers: usize,
+}
+
+/// One object's dispatch point: connection tasks publish into it, the 1C thread pulls from
+/// it, and the pusher task raises `ExternalEvent` from it.
+///
+/// Overflow policy: the pull queue is bounded by `РазмерОчереди`. A connection publishing a
+/// message into a full queue *waits* (and so stops reading its socket: TCP back-pressure on
+/// the peer); nothing is ever dropped. Connection events (open, close, fail, pong) never
+/// wait, so a closing connection cannot deadlock against a full queue; there are at most a
+/// few of them per connection, so they exceed the bound only by that much.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    /// Wakes 1C threads blocked in a receive.
+    readable: Condvar,
+    /// Wakes producers waiting for room.
+    space: Notify,
+    /// Wakes the pusher.
+    push_ready: Notify,
+}
+
+impl Hub {
+    /// An empty hub in `mode` (already resolved from `Auto`).
+    pub fn new(settings: &HubSettings, mode: DeliveryMode) -> Arc<Hub> {
+        Arc::new(Hub {
+            inner: Mutex::new(Inner {
+                pull: VecDeque::new(),
+                push: VecDeque::new(),
+                queued: 0,
+                capacity: settings.capacity,
+                mode,
+                auto: settings.mode == DeliveryMode::Auto,
+                source: settings.source.clone(),
+                sink: None,
+                undelivered: 0,
+                active: 0,
+                closed: false,
+                readers: 0,
+            }),
+            readable: Condvar::new(),
+            space: Notify::new(),
+            push_ready: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies the settings 1C code changed (mode already resolved).
+    pub fn configure(&self, settings: &HubSettings, mode: DeliveryMode) {
+        let mut g = self.lock();
+        let grew = settings.capacity > g.capacity;
+        g.capacity = settings.capacity;
+        g.mode = mode;
+        g.auto = settings.mode == DeliveryMode::Auto;
+        g.source = settings.source.clone();
+        drop(g);
+        if grew {
+            self.space.notify_waiters();
+        }
+    }
+
+    /// Sets the platform sink (at `Init`).
+    pub fn set_sink(&self, sink: Option<Arc<dyn EventSink>>) {
+        self.lock().sink = sink;
+    }
+
+    /// A connection started delivering (before its Open event).
+    pub fn connection_started(&self) {
+        self.lock().active += 1;
+    }
+
+    /// A connection ended (after its last event).
+    pub fn connection_ended(&self) {
+        let mut g = self.lock();
+        g.active = g.active.saturating_sub(1);
+        if g.readers > 0 {
+            self.readable.notify_all();
+        }
+    }
+
+    /// `Done()`: readers return, producers stop waiting, the pusher stops.
+    pub fn close(&self) {
+        let mut g = self.lock();
+        g.closed = true;
+        g.sink = None;
+        drop(g);
+        self.readable.notify_all();
+        self.space.notify_waiters();
+        self.push_ready.notify_one();
+    }
+
+    /// Events waiting for pull.
+    pub fn pending(&self) -> usize {
+        self.lock().pull.len()
+    }
+
+    /// Events the platform refused (kept for pull).
+    pub fn undelivered(&self) -> u64 {
+        self.lock().undelivered
+    }
+
+    /// Publishes `ev`, waiting for room if it is a message and the queue is full, until
+    /// `cancel` fires or the hub closes (then the event is dropped: nobody is left to see it).
+    pub async fn publish(&self, ev: Event, cancel: &CancellationToken) {
+        let is_message = ev.is_message();
+        let mut ev = Some(ev);
+        loop {
+            // Created before the check, so a wake-up between the check and the await is kept.
+            let room = self.space.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut g = self.lock();
+                if g.closed {
+                    return;
+                }
+                if !is_message || g.queued < g.capacity {
+                    if let Some(ev) = ev.take() {
+                        self.enqueue(&mut g, ev);
+                    }
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = &mut room => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    fn enqueue(&self, g: &mut Inner, ev: Event) {
+        match g.mode {
+            DeliveryMode::Push | DeliveryMode::Auto => {
+                g.queued += 1;
+                g.push.push_back(Push::Event(ev));
+                self.push_ready.notify_one();
+            }
+            DeliveryMode::Notify => {
+                g.push.push_back(Push::Note(ev.notification()));
+                self.put_pull(g, ev);
+                self.push_ready.notify_one();
+            }
+            DeliveryMode::Pull => self.put_pull(g, ev),
+        }
+    }
+
+    fn put_pull(&self, g: &mut Inner, ev: Event) {
+        g.queued += 1;
+        g.pull.push_back(ev);
+        if g.readers > 0 {
+            self.readable.notify_one();
+        }
+    }
+
+    /// The mode in effect now.
+    pub fn mode(&self) -> DeliveryMode {
+        self.lock().mode
+    }
+
+    /// Takes the next event from the pull queue, blocking the calling (1C) thread: `None`
+    /// waits while a connection is live, `Some(d)` waits at most `d`. With `messages_only`,
+    /// connection events ahead of the next message are passed over (they are reflected in
+    /// `Статус`; `ПолучитьСобытие` sees them). Returns `None` on timeout, or at once when no
+    /// connection is live and nothing is queued.
+    pub fn receive(&self, wait: Option<Duration>, messages_only: bool) -> Option<Event> {
+        let deadline = wait.map(|d| Instant::now() + d);
+        let mut g = self.lock();
+        if g.auto && g.mode != DeliveryMode::Pull {
+            // Auto pushes where the platform delivers events, but code written for the
+            // documented component pulls: from its first pull call on, this object pulls.
+            // Events not yet pushed join the pull queue, in order.
+            g.mode = DeliveryMode::Pull;
+            while let Some(p) = g.push.pop_front() {
+                if let Push::Event(ev) = p {
+                    g.pull.push_back(ev);
+                }
+            }
+        }
+        loop {
+            while let Some(ev) = g.pull.pop_front() {
+                let was_full = g.queued >= g.capacity;
+                g.queued -= 1;
+                if was_full {
+                    self.space.notify_waiters();
+                }
+                if !messages_only || ev.is_message() {
+                    return Some(ev);
+                }
+            }
+            if g.closed || g.active == 0 {
+                return None;
+            }
+            g.readers += 1;
+            g = match deadline {
+                None => self.readable.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        g.readers -= 1;
+                        return None;
+                    }
+                    self.readable
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+            g.readers -= 1;
+        }
+    }
+
+    /// The pusher: raises `ExternalEvent` for pushed events, one at a time and in order.
+    /// An event the platform refuses goes to the pull queue and is counted, so nothing is
+    /// lost; a notification the platform refuses costs nothing (its event waits in pull).
+    pub async fn run_pusher(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let next = {
+                let mut g = self.lock();
+                if g.closed {
+                    return;
+                }
+                g.push
+                    .pop_front()
+                    .map(|p| (p, g.sink.clone(), g.source.clone()))
+            };
+            let Some((item, sink, source)) = next else {
+                tokio::select! {
+                    _ = self.push_ready.notified() => continue,
+                    _ = cancel.cancelled() => return,
+                }
+            };
+            let emitted = match (&item, &sink) {
+                (Push::Event(ev), Some(s)) => s.emit(&source, &ev.header(), &ev.data()),
+                (Push::Note(note), Some(s)) => s.emit(&source, note, ""),
+                (_, None) => Emit::Closed,
+            };
+            if let Push::Event(ev) = item {
+                let mut g = self.lock();
+                g.queued -= 1;
+                if emitted != Emit::Delivered {
+                    g.undelivered += 1;
+                    self.put_pull(&mut g, ev);
+                } else if g.queued + 1 >= g.capacity {
+                    self.space.notify_waiters();
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +513,115 @@ mod tests {
         );
         assert_eq!(s.capacity, 50);
         assert!(!s.set(PropId::Status, CAP, &Value::Int(1)).unwrap());
+    }
+
+    use crate::event::EventKind;
+
+    fn text(i: u32) -> Event {
+        Event {
+            conn: None,
+            kind: EventKind::Text(i.to_string()),
+        }
+    }
+
+    fn settings(capacity: usize) -> HubSettings {
+        HubSettings {
+            capacity,
+            ..HubSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_producers_wait_and_loses_nothing() {
+        let hub = Hub::new(&settings(2), DeliveryMode::Pull);
+        hub.connection_started();
+        let token = CancellationToken::new();
+        let producer = {
+            let (hub, token) = (hub.clone(), token.clone());
+            tokio::spawn(async move {
+                for i in 0..5 {
+                    hub.publish(text(i), &token).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(hub.pending(), 2, "the producer waits at capacity");
+        let reader = {
+            let hub = hub.clone();
+            tokio::task::spawn_blocking(move || {
+                (0..5)
+                    .map(|_| hub.receive(Some(Duration::from_secs(5)), true))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let got = reader.await.unwrap();
+        assert_eq!(got, (0..5).map(|i| Some(text(i))).collect::<Vec<_>>());
+        producer.await.unwrap();
+        // Connection events never wait, even when the queue is full.
+        for i in 0..2 {
+            hub.publish(text(i), &token).await;
+        }
+        hub.publish(
+            Event {
+                conn: None,
+                kind: EventKind::Close {
+                    code: 1000,
+                    reason: String::new(),
+                },
+            },
+            &token,
+        )
+        .await;
+        assert_eq!(hub.pending(), 3);
+    }
+
+    #[test]
+    fn receive_returns_at_once_without_a_live_connection() {
+        let hub = Hub::new(&settings(10), DeliveryMode::Pull);
+        let t = Instant::now();
+        assert_eq!(hub.receive(None, true), None);
+        assert_eq!(hub.receive(Some(Duration::from_secs(5)), false), None);
+        assert!(t.elapsed() < Duration::from_secs(1));
+    }
+
+    struct Refuser(std::sync::atomic::AtomicUsize);
+
+    impl EventSink for Refuser {
+        fn emit(&self, _: &str, _: &str, _: &str) -> Emit {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Emit::Refused
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_pushes_wait_for_pull_in_order_and_are_counted() {
+        let explicit = HubSettings {
+            mode: DeliveryMode::Push,
+            ..settings(100)
+        };
+        let hub = Hub::new(&explicit, DeliveryMode::Push);
+        let sink = Arc::new(Refuser(Default::default()));
+        hub.set_sink(Some(sink.clone()));
+        hub.connection_started();
+        let token = CancellationToken::new();
+        let pusher = tokio::spawn(hub.clone().run_pusher(token.clone()));
+        for i in 0..10 {
+            hub.publish(text(i), &token).await;
+        }
+        while sink.0.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(hub.undelivered(), 10);
+        let hub2 = hub.clone();
+        let got = tokio::task::spawn_blocking(move || {
+            (0..10)
+                .map(|_| hub2.receive(Some(Duration::from_secs(5)), true))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, (0..10).map(|i| Some(text(i))).collect::<Vec<_>>());
+        token.cancel();
+        pusher.await.unwrap();
     }
 }

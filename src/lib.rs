@@ -17,11 +17,15 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod event;
 pub mod hub;
 pub mod lang;
+pub mod net;
 pub mod objects;
 pub mod platform;
 pub mod registry;
+pub mod runtime;
+pub mod tls;
 pub mod value;
 
 pub use error::{Error, Result};

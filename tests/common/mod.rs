@@ -63,3 +63,216 @@ pub fn assert_memory_clean() {
         "frees of pointers the platform never gave: {m:?}"
     );
 }
+
+/// A Python `websockets` peer process (tests/peers/ws_peer.py), killed on drop.
+pub struct PyPeer {
+    child: std::process::Child,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+}
+
+/// The Python with `websockets`: `WS1C_PYTHON`, else the project's `.venv`, else `python3`.
+pub fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("WS1C_PYTHON") {
+        return p.into();
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
+impl PyPeer {
+    /// Starts `ws_peer.py` with `args` and waits for its port.
+    pub fn start(args: &[&str]) -> PyPeer {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/ws_peer.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the Python peer (scripts/test.sh installs websockets into .venv)");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("peer output");
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok());
+        let Some(port) = port else {
+            let _ = child.kill();
+            panic!("the Python peer did not start: {line:?}");
+        };
+        PyPeer { child, port }
+    }
+
+    /// `ws://127.0.0.1:port/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for PyPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test CA and a `localhost` / 127.0.0.1 leaf signed by it, as PEM files in a fresh
+/// temporary folder.
+pub struct TestPki {
+    /// The folder.
+    pub dir: std::path::PathBuf,
+    /// CA certificate.
+    pub ca: std::path::PathBuf,
+    /// Leaf certificate.
+    pub cert: std::path::PathBuf,
+    /// Leaf key (PKCS#8, plain).
+    pub key: std::path::PathBuf,
+}
+
+impl TestPki {
+    /// Makes the files.
+    pub fn new() -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("ws1c-pki-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ca_key = KeyPair::generate().expect("key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "ws1c test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("CA");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate().expect("key");
+        let leaf_params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("params");
+        let leaf = leaf_params.signed_by(&leaf_key, &issuer).expect("leaf");
+        let pki = TestPki {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            dir,
+        };
+        std::fs::write(&pki.ca, ca_cert.pem()).expect("write");
+        std::fs::write(&pki.cert, leaf.pem()).expect("write");
+        std::fs::write(&pki.key, leaf_key.serialize_pem()).expect("write");
+        pki
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A tokio-tungstenite server on 127.0.0.1:0 in its own thread that floods every client
+/// with numbered texts "0", "1", … (`count` of them, or until the client goes away if
+/// `None`), then waits for the client to close. Stops when dropped.
+pub struct FloodPeer {
+    /// The port.
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FloodPeer {
+    /// Starts the server.
+    pub fn start(count: Option<u64>) -> FloodPeer {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                port_tx
+                    .send(listener.local_addr().expect("addr").port())
+                    .expect("port");
+                loop {
+                    let accepted = tokio::select! {
+                        _ = &mut stop_rx => return,
+                        a = listener.accept() => a,
+                    };
+                    let Ok((tcp, _)) = accepted else { continue };
+                    tokio::spawn(async move {
+                        let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                            return;
+                        };
+                        let mut i: u64 = 0;
+                        while count.is_none_or(|c| i < c) {
+                            if ws.feed(Message::text(i.to_string())).await.is_err() {
+                                return;
+                            }
+                            i += 1;
+                            if i.is_multiple_of(256) && ws.flush().await.is_err() {
+                                return;
+                            }
+                        }
+                        let _ = ws.flush().await;
+                        while let Some(Ok(_)) = ws.next().await {}
+                    });
+                }
+            });
+        });
+        let port = port_rx.recv().expect("flood peer port");
+        FloodPeer {
+            port,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// `ws://127.0.0.1:port/`.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for FloodPeer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Resident memory of this process, in KiB (Linux).
+pub fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Threads of this process (Linux).
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}

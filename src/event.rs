@@ -1,0 +1,287 @@
+//! Events and their public JSON shapes (`Событие` header and `Данные` payload), the same for
+//! push (`ExternalEvent`) and pull (`ПолучитьСобытие`). The keys are a public contract.
+//!
+//! | event | `Событие` | `Данные` |
+//! |---|---|---|
+//! | open | `{"Event":"Connection","State":"Open","Connection":7,"Address":"127.0.0.1:50312","Path":"/first"}` | `{"Connection":"Open", "Address", "Path", "Subprotocol", "Headers":{…}}` |
+//! | text | `{"Event":"Message","Type":"Text","Connection":7}` | the text |
+//! | binary | `{"Event":"Message","Type":"Binary","Connection":7,"Encoding":"base64"}` | base64 of the bytes |
+//! | close | `{"Event":"Connection","State":"Close","Connection":7,"Code":1000,"Reason":"Normal"}` | `{"Connection":"Close","Code":1000,"Reason":"Normal"}` |
+//! | fail | `{"Event":"Connection","State":"Fail","Connection":7,"Error":"…"}` | `{"Connection":"Fail","Error":"…"}` |
+//! | reconnecting | `{"Event":"Connection","State":"Reconnecting","Attempt":3,"DelayMs":2000}` | `{}` |
+//! | pong | `{"Event":"Pong"}` (`"Connection"` on the server) | the pong payload as text |
+//! | notify | `{"Event":"Notify","Kind":"Message","Connection":7}` | empty: the event waits for pull |
+//!
+//! `Connection` is the server's connection id; the client omits it.
+
+use base64::Engine;
+use serde_json::{Map, Value as Json, json};
+
+/// What happened.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventKind {
+    /// The connection is open.
+    Open {
+        /// Peer address, `ip:port`.
+        address: String,
+        /// Request path (server) or the URL's path (client).
+        path: String,
+        /// Negotiated subprotocol, empty if none.
+        subprotocol: String,
+        /// Handshake headers (request headers on the server, response headers on the client).
+        headers: Vec<(String, String)>,
+    },
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// The connection closed (close frame or end of stream).
+    Close {
+        /// Close code (1005 when the peer sent none, 1006 when the stream just ended).
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// The connection failed.
+    Fail {
+        /// Why.
+        error: String,
+    },
+    /// The client is about to reconnect.
+    Reconnecting {
+        /// Attempt number, from 1.
+        attempt: u32,
+        /// Delay before it, in ms.
+        delay_ms: u64,
+    },
+    /// A pong arrived.
+    Pong(Vec<u8>),
+}
+
+/// One event of one object; `conn` is the server connection id (`None` on the client).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Server connection id.
+    pub conn: Option<u64>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// Whether `Получить` / `Принять` returns it (messages only).
+    pub fn is_message(&self) -> bool {
+        matches!(self.kind, EventKind::Text(_) | EventKind::Binary(_))
+    }
+
+    /// Header fields in order, with `Connection` third when the event has one.
+    fn header_map(&self, fields: &[(&str, Json)]) -> Map<String, Json> {
+        let mut m = Map::new();
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i == 2 {
+                self.put_conn(&mut m);
+            }
+            m.insert((*k).to_owned(), v.clone());
+        }
+        if fields.len() <= 2 {
+            self.put_conn(&mut m);
+        }
+        m
+    }
+
+    fn put_conn(&self, m: &mut Map<String, Json>) {
+        if let Some(c) = self.conn {
+            m.insert("Connection".into(), json!(c));
+        }
+    }
+
+    /// The one-line JSON header (`Событие`).
+    pub fn header(&self) -> String {
+        let fields: Vec<(&str, Json)> = match &self.kind {
+            EventKind::Open { address, path, .. } => vec![
+                ("Event", json!("Connection")),
+                ("State", json!("Open")),
+                ("Address", json!(address)),
+                ("Path", json!(path)),
+            ],
+            EventKind::Text(_) => vec![("Event", json!("Message")), ("Type", json!("Text"))],
+            EventKind::Binary(_) => vec![
+                ("Event", json!("Message")),
+                ("Type", json!("Binary")),
+                ("Encoding", json!("base64")),
+            ],
+            EventKind::Close { code, reason } => vec![
+                ("Event", json!("Connection")),
+                ("State", json!("Close")),
+                ("Code", json!(code)),
+                ("Reason", json!(reason)),
+            ],
+            EventKind::Fail { error } => vec![
+                ("Event", json!("Connection")),
+                ("State", json!("Fail")),
+                ("Error", json!(error)),
+            ],
+            EventKind::Reconnecting { attempt, delay_ms } => vec![
+                ("Event", json!("Connection")),
+                ("State", json!("Reconnecting")),
+                ("Attempt", json!(attempt)),
+                ("DelayMs", json!(delay_ms)),
+            ],
+            EventKind::Pong(_) => vec![("Event", json!("Pong"))],
+        };
+        Json::Object(self.header_map(&fields)).to_string()
+    }
+
+    /// The payload (`Данные`).
+    pub fn data(&self) -> String {
+        match &self.kind {
+            EventKind::Open {
+                address,
+                path,
+                subprotocol,
+                headers,
+            } => {
+                let h: Map<String, Json> =
+                    headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                json!({
+                    "Connection": "Open",
+                    "Address": address,
+                    "Path": path,
+                    "Subprotocol": subprotocol,
+                    "Headers": h,
+                })
+                .to_string()
+            }
+            EventKind::Text(t) => t.clone(),
+            EventKind::Binary(b) => base64::engine::general_purpose::STANDARD.encode(b),
+            EventKind::Close { code, reason } => {
+                json!({"Connection": "Close", "Code": code, "Reason": reason}).to_string()
+            }
+            EventKind::Fail { error } => json!({"Connection": "Fail", "Error": error}).to_string(),
+            EventKind::Reconnecting { .. } => "{}".to_owned(),
+            EventKind::Pong(p) => String::from_utf8_lossy(p).into_owned(),
+        }
+    }
+
+    /// The short header notify mode pushes instead of the event.
+    pub fn notification(&self) -> String {
+        let kind = match self.kind {
+            EventKind::Text(_) | EventKind::Binary(_) => "Message",
+            EventKind::Pong(_) => "Pong",
+            _ => "Connection",
+        };
+        let fields = [("Event", json!("Notify")), ("Kind", json!(kind))];
+        Json::Object(self.header_map(&fields)).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(conn: Option<u64>, kind: EventKind) -> Event {
+        Event { conn, kind }
+    }
+
+    #[test]
+    fn shapes_are_exactly_the_documented_ones() {
+        let open = ev(
+            Some(7),
+            EventKind::Open {
+                address: "127.0.0.1:50312".into(),
+                path: "/first".into(),
+                subprotocol: String::new(),
+                headers: vec![("host".into(), "localhost".into())],
+            },
+        );
+        assert_eq!(
+            open.header(),
+            r#"{"Event":"Connection","State":"Open","Connection":7,"Address":"127.0.0.1:50312","Path":"/first"}"#
+        );
+        assert_eq!(
+            open.data(),
+            r#"{"Connection":"Open","Address":"127.0.0.1:50312","Path":"/first","Subprotocol":"","Headers":{"host":"localhost"}}"#
+        );
+        let text = ev(Some(7), EventKind::Text("привет".into()));
+        assert_eq!(
+            text.header(),
+            r#"{"Event":"Message","Type":"Text","Connection":7}"#
+        );
+        assert_eq!(text.data(), "привет");
+        let bin = ev(Some(7), EventKind::Binary(vec![0, 1, 2, 255]));
+        assert_eq!(
+            bin.header(),
+            r#"{"Event":"Message","Type":"Binary","Connection":7,"Encoding":"base64"}"#
+        );
+        assert_eq!(bin.data(), "AAEC/w==");
+        let close = ev(
+            Some(7),
+            EventKind::Close {
+                code: 1000,
+                reason: "Normal".into(),
+            },
+        );
+        assert_eq!(
+            close.header(),
+            r#"{"Event":"Connection","State":"Close","Connection":7,"Code":1000,"Reason":"Normal"}"#
+        );
+        assert_eq!(
+            close.data(),
+            r#"{"Connection":"Close","Code":1000,"Reason":"Normal"}"#
+        );
+        let fail = ev(
+            Some(7),
+            EventKind::Fail {
+                error: "сброс \"x\"".into(),
+            },
+        );
+        assert_eq!(
+            fail.header(),
+            r#"{"Event":"Connection","State":"Fail","Connection":7,"Error":"сброс \"x\""}"#
+        );
+        assert_eq!(
+            fail.data(),
+            r#"{"Connection":"Fail","Error":"сброс \"x\""}"#
+        );
+        let rec = ev(
+            None,
+            EventKind::Reconnecting {
+                attempt: 3,
+                delay_ms: 2000,
+            },
+        );
+        assert_eq!(
+            rec.header(),
+            r#"{"Event":"Connection","State":"Reconnecting","Attempt":3,"DelayMs":2000}"#
+        );
+        assert_eq!(rec.data(), "{}");
+        assert_eq!(
+            ev(None, EventKind::Pong(b"p".to_vec())).header(),
+            r#"{"Event":"Pong"}"#
+        );
+    }
+
+    #[test]
+    fn the_client_omits_connection() {
+        assert_eq!(
+            ev(None, EventKind::Text("x".into())).header(),
+            r#"{"Event":"Message","Type":"Text"}"#
+        );
+        assert_eq!(
+            ev(
+                None,
+                EventKind::Close {
+                    code: 1006,
+                    reason: String::new()
+                }
+            )
+            .header(),
+            r#"{"Event":"Connection","State":"Close","Code":1006,"Reason":""}"#
+        );
+        assert_eq!(
+            ev(None, EventKind::Text("x".into())).notification(),
+            r#"{"Event":"Notify","Kind":"Message"}"#
+        );
+        assert!(ev(None, EventKind::Text("x".into())).is_message());
+        assert!(!ev(None, EventKind::Pong(vec![])).is_message());
+    }
+}

@@ -1,0 +1,100 @@
+//! The one process-wide tokio runtime, reference-counted by the objects that use it.
+//!
+//! Lifetime rules (the add-in lives inside a 1C process that never unloads it and may create
+//! and destroy thousands of objects over days):
+//!
+//! 1. **Only the registry owns the `Runtime`.** Objects hold a [`RuntimeLease`]; tasks hold
+//!    nothing but their channel ends, an `Arc<Hub>` and a cancellation token. Dropping a
+//!    tokio runtime from inside one of its own tasks panics, so teardown happens only when the
+//!    last lease is dropped, and leases are dropped on the platform's thread (`DestroyObject`).
+//! 2. **The last lease shuts the runtime down with a bound** (`shutdown_timeout`), which also
+//!    joins its worker threads: after the last object is destroyed the process has no thread
+//!    of ours left.
+//! 3. **Every task is spawned into its object's `TaskTracker`**, so `Done()` can cancel the
+//!    object's token and wait for exactly those tasks, within a bound, on the 1C thread.
+//! 4. **Receive blocks only the calling 1C thread** (the hub's condvar), never a worker.
+//!
+//! The library image itself is pinned by `abi/` when the first object is created, so a worker
+//! thread that outlives a bound never executes unmapped code.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::runtime::{Builder, Handle, Runtime};
+
+use crate::error::{Error, Result};
+
+/// How long the last lease waits for stragglers when it shuts the runtime down.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
+
+struct Registry {
+    runtime: Option<Runtime>,
+    leases: usize,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    runtime: None,
+    leases: 0,
+});
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A counted reference to the process runtime. Dropping the last one shuts it down.
+pub struct RuntimeLease {
+    handle: Handle,
+}
+
+impl RuntimeLease {
+    /// Takes a lease, building the runtime if no object holds one.
+    pub fn acquire() -> Result<RuntimeLease> {
+        let mut reg = registry();
+        if reg.runtime.is_none() {
+            let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+            let rt = Builder::new_multi_thread()
+                .worker_threads(workers)
+                .max_blocking_threads(4)
+                .thread_name("ws1c-worker")
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Runtime(e.to_string()))?;
+            reg.runtime = Some(rt);
+        }
+        reg.leases += 1;
+        let handle = reg
+            .runtime
+            .as_ref()
+            .map(|r| r.handle().clone())
+            .ok_or_else(|| Error::Runtime("runtime missing".into()))?;
+        Ok(RuntimeLease { handle })
+    }
+
+    /// The runtime's handle, for spawning into a tracker and for `block_on` on the 1C thread.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// How many leases are live (for tests).
+    pub fn live() -> usize {
+        registry().leases
+    }
+}
+
+impl Drop for RuntimeLease {
+    fn drop(&mut self) {
+        let rt = {
+            let mut reg = registry();
+            reg.leases = reg.leases.saturating_sub(1);
+            if reg.leases == 0 {
+                reg.runtime.take()
+            } else {
+                None
+            }
+        };
+        // Outside the registry lock: a new object may build a fresh runtime meanwhile.
+        if let Some(rt) = rt {
+            rt.shutdown_timeout(SHUTDOWN_BOUND);
+        }
+    }
+}
