@@ -92,7 +92,7 @@ for line in sys.stdin:
     except ValueError: continue
     t = m.get("target", {})
     if (m.get("reason") == "compiler-artifact" and m.get("executable") and t.get("kind") == ["test"]
-            and t.get("name") in ("abi_host", "no_capabilities")):
+            and t.get("name") in ("abi_host", "no_capabilities", "pinning", "client_memcheck")):
         print(m["executable"])')
 [ ${#exes[@]} -gt 0 ] || bad "no host test executables found for valgrind"
 for exe in "${exes[@]}"; do

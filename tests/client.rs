@@ -397,3 +397,67 @@ fn destroying_a_flooded_client_200_times_leaves_nothing_running() {
         thread_count()
     );
 }
+
+#[test]
+fn notify_mode_pushes_a_notice_and_keeps_the_payload_for_pull() {
+    let _g = serial();
+    let peer = PyPeer::start(&["echo"]);
+    let c = create_with("Client", HostOptions::default());
+    c.set("РежимДоставки", s("Уведомления")).unwrap();
+    c.set("ИсточникСобытий", s("Касса1")).unwrap();
+    c.call("Подключиться", &mut [s(&peer.url("/"))]).unwrap();
+    c.call("Отправить", &mut [s("чек")]).unwrap();
+    let conn = c.conn();
+    assert!(conn.wait_events(2, Duration::from_secs(5)));
+    let evs = conn.take_events();
+    assert_eq!(evs[0].source, "Касса1");
+    assert_eq!(evs[0].message, r#"{"Event":"Notify","Kind":"Connection"}"#);
+    assert_eq!(evs[1].message, r#"{"Event":"Notify","Kind":"Message"}"#);
+    assert_eq!(evs[1].data, "");
+    let mut ev = [Var::I4(1000), Var::Empty, Var::Empty];
+    assert_eq!(c.call("ПолучитьСобытие", &mut ev).unwrap(), Var::Bool(true));
+    assert!(ev[1].as_str().unwrap().contains(r#""State":"Open""#));
+    assert_eq!(receive(&c, 1000), Some(s("чек")));
+    c.call("Отключиться", &mut []).unwrap();
+    finish(c);
+}
+
+#[test]
+fn a_peer_that_stops_reading_makes_send_fail_after_its_bound() {
+    let _g = serial();
+    let peer = FloodPeer::silent();
+    let c = create_with("Client", job());
+    let opts = r#"{"send_queue": 4, "send_timeout_ms": 300, "write_buffer_size": 0}"#;
+    c.call("Подключиться", &mut [s(&peer.url()), s(opts)])
+        .unwrap();
+    let chunk = Var::Blob(vec![7u8; 1 << 20]);
+    let t = Instant::now();
+    let mut sent = 0;
+    let err = loop {
+        match c.call("ОтправитьДвоичныеДанные", &mut [chunk.clone()]) {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "Send never refused ({sent} MiB queued)"
+        );
+    };
+    assert!(
+        err.text.contains("Очередь отправки переполнена"),
+        "{}",
+        err.text
+    );
+    assert!(
+        sent < 200,
+        "{sent} MiB accepted by a peer that reads nothing"
+    );
+    let t = Instant::now();
+    c.call("Отключиться", &mut []).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "Disconnect is bounded: {:?}",
+        t.elapsed()
+    );
+    finish(c);
+}

@@ -12,6 +12,7 @@
 pub mod component;
 pub mod guard;
 pub mod memory;
+pub mod pin;
 pub mod platform;
 pub mod types;
 pub mod variant;
@@ -54,6 +55,7 @@ pub unsafe extern "C" fn GetClassObject(name: *const u16, out: *mut *mut c_void)
         let Some(obj) = Component::new(&name) else {
             return 0;
         };
+        pin::pin_image();
         // SAFETY: `out` is writable and checked non-null; ownership of the box goes to the
         // platform until `DestroyObject`.
         unsafe { *out = Box::into_raw(obj).cast() };

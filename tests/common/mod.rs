@@ -193,6 +193,15 @@ pub struct FloodPeer {
 impl FloodPeer {
     /// Starts the server.
     pub fn start(count: Option<u64>) -> FloodPeer {
+        FloodPeer::spawn(count, false)
+    }
+
+    /// A server that completes the handshake and then never reads nor writes.
+    pub fn silent() -> FloodPeer {
+        FloodPeer::spawn(Some(0), true)
+    }
+
+    fn spawn(count: Option<u64>, silent: bool) -> FloodPeer {
         use futures_util::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::Message;
         let (port_tx, port_rx) = std::sync::mpsc::channel();
@@ -219,6 +228,9 @@ impl FloodPeer {
                         let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
                             return;
                         };
+                        if silent {
+                            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                        }
                         let mut i: u64 = 0;
                         while count.is_none_or(|c| i < c) {
                             if ws.feed(Message::text(i.to_string())).await.is_err() {

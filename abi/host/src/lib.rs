@@ -66,3 +66,44 @@ pub(crate) unsafe extern "system" fn unexpected_dtor(_this: *mut c_void) {
 pub fn unexpected_destructor_calls() -> u64 {
     UNEXPECTED_DTOR_CALLS.load(Ordering::SeqCst)
 }
+
+/// Loads the library afresh, creates and destroys one `Client` through the raw exports,
+/// unloads it (`dlclose`) and reports whether its image is still mapped, which is what
+/// pinning must guarantee. Meaningful only as the first load of the library in a process.
+pub fn stays_mapped_after_unload(path: &std::path::Path) -> Result<bool, String> {
+    type GetClassObject = unsafe extern "C" fn(*const u16, *mut *mut c_void) -> std::ffi::c_long;
+    type DestroyObject = unsafe extern "C" fn(*mut *mut c_void) -> std::ffi::c_long;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("bad path")?
+        .to_owned();
+    // SAFETY: loading our own add-in, whose initialisers are trivial.
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| e.to_string())?;
+    {
+        // SAFETY: the exports have exactly these C signatures (ABI.md §4).
+        let (create, destroy) = unsafe {
+            (
+                lib.get::<GetClassObject>(b"GetClassObject\0")
+                    .map_err(|e| e.to_string())?,
+                lib.get::<DestroyObject>(b"DestroyObject\0")
+                    .map_err(|e| e.to_string())?,
+            )
+        };
+        let class: Vec<u16> = "Client".encode_utf16().chain(std::iter::once(0)).collect();
+        let mut obj: *mut c_void = std::ptr::null_mut();
+        // SAFETY: a NUL-terminated name and a writable out pointer; the object is destroyed
+        // right away without Init (the add-in must cope, as with a platform that fails).
+        unsafe {
+            if create(class.as_ptr(), &mut obj) == 0 || obj.is_null() {
+                return Err("GetClassObject failed".into());
+            }
+            if destroy(&mut obj) != 0 {
+                return Err("DestroyObject failed".into());
+            }
+        }
+    }
+    lib.close().map_err(|e| e.to_string())?;
+    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| e.to_string())?;
+    Ok(maps.lines().any(|l| l.ends_with(&name)))
+}
