@@ -461,3 +461,50 @@ fn a_peer_that_stops_reading_makes_send_fail_after_its_bound() {
     );
     finish(c);
 }
+
+#[test]
+fn a_receive_loop_with_timeout_0_ends_when_the_server_hangs_up() {
+    let _g = serial();
+    let peer = PyPeer::start(&["close", "4001"]);
+    let c = create_with("Client", job());
+    c.call("Подключиться", &mut [s(&peer.url("/"))]).unwrap();
+    c.call("Отправить", &mut [s("последнее")]).unwrap();
+    // Пока Клиент.Принять(0, Данные) Цикл ... КонецЦикла;
+    let t = Instant::now();
+    let mut n = 0;
+    while receive(&c, 0).is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 0);
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert_eq!(c.get("Статус").unwrap(), Var::I4(0));
+    // Принять passed over the open and close events on its way.
+    let mut ev = [Var::I4(0), Var::Empty, Var::Empty];
+    assert_eq!(
+        c.call("ПолучитьСобытие", &mut ev).unwrap(),
+        Var::Bool(false)
+    );
+    finish(c);
+}
+
+#[test]
+fn custom_headers_reach_the_server() {
+    let _g = serial();
+    let peer = PyPeer::start(&["headers"]);
+    let c = create_with("Client", job());
+    let opts = r#"{"headers": {"Authorization": "Bearer токен-не-ascii-нельзя", "X-Касса": "1"}}"#;
+    let err = c
+        .call("Подключиться", &mut [s(&peer.url("/")), s(opts)])
+        .unwrap_err();
+    assert!(err.text.contains("Недопустимый заголовок"), "{}", err.text);
+    let opts = r#"{"headers": {"Authorization": "Bearer abc", "X-Till": "1"}, "timeout_ms": 3000}"#;
+    c.call("Подключиться", &mut [s(&peer.url("/h")), s(opts)])
+        .unwrap();
+    let got = receive(&c, 5000).expect("headers echoed");
+    let text = got.as_str().unwrap().to_owned();
+    // HTTP header names are case-insensitive; they travel lower-cased.
+    assert!(text.contains(r#""authorization": "Bearer abc""#), "{text}");
+    assert!(text.contains(r#""x-till": "1""#), "{text}");
+    c.call("Отключиться", &mut []).unwrap();
+    finish(c);
+}

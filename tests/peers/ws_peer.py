@@ -3,6 +3,7 @@
 Usage: ws_peer.py MODE [--tls CERT KEY]
   echo            echo every message back (text stays text, binary stays binary)
   flood N         on open send N numbered texts "0".."N-1", then wait for the client
+  headers         on open send the request headers as a JSON object
   close CODE      on the first message, close with CODE and reason "bye"
 Prints "PORT <n>" once listening on 127.0.0.1:0; exits when its stdin closes, so it never
 outlives the test that started it.
@@ -38,6 +39,10 @@ async def main():
             elif mode == "flood":
                 for i in range(int(arg)):
                     await ws.send(str(i))
+                await ws.wait_closed()
+            elif mode == "headers":
+                import json
+                await ws.send(json.dumps(dict(ws.request.headers)))
                 await ws.wait_closed()
             elif mode == "close":
                 await ws.recv()
