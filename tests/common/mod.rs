@@ -282,9 +282,17 @@ pub fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Threads of this process (Linux).
+/// The add-in's runtime threads alive in this process (Linux; they are named
+/// `ws1c-worker`). Counting only those keeps the figure independent of the test harness's
+/// own threads.
 pub fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .map(|d| d.count())
-        .unwrap_or(0)
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    dir.filter_map(|t| t.ok())
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.starts_with("ws1c-worker"))
+        })
+        .count()
 }
