@@ -334,7 +334,11 @@ impl Hub {
                 self.push_ready.notify_one();
             }
             DeliveryMode::Notify => {
-                g.push.push_back(Push::Note(ev.notification()));
+                // Notices are bounded too: past `capacity` of them unsent, the platform is
+                // not keeping up anyway, and every payload still waits in the pull queue.
+                if g.push.len() < g.capacity {
+                    g.push.push_back(Push::Note(ev.notification()));
+                }
                 self.put_pull(g, ev);
                 self.push_ready.notify_one();
             }
