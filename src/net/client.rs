@@ -147,12 +147,6 @@ impl Shared {
     }
 }
 
-/// What `Подключиться` learns when the handshake succeeds.
-pub struct Opened {
-    /// Peer address.
-    pub peer: SocketAddr,
-}
-
 type Ws = WebSocketStream<MaybeTls>;
 
 fn connect_error(t: &Target, e: &std::io::Error) -> Error {
@@ -308,7 +302,7 @@ pub struct Task {
     /// Commands from the object, in order.
     pub commands: mpsc::Receiver<Command>,
     /// The connect result for the waiting `Подключиться`.
-    pub ready: SyncSender<Result<Opened>>,
+    pub ready: SyncSender<Result<()>>,
     /// This connection (a child of the object's token).
     pub token: CancellationToken,
     /// The object's token: cancelled only by `Done()`.
@@ -357,7 +351,7 @@ pub async fn run(task: Task) {
     *shared.subprotocol.lock().unwrap_or_else(|e| e.into_inner()) = sub.clone();
     shared.status.store(STATUS_OPEN, Ordering::SeqCst);
     hub.connection_started();
-    let _ = ready.send(Ok(Opened { peer }));
+    let _ = ready.send(Ok(()));
     let open = EventKind::Open {
         address: peer.to_string(),
         path: target.path.clone(),

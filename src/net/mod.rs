@@ -6,6 +6,11 @@ pub mod client;
 pub mod options;
 pub mod stream;
 
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -27,5 +32,39 @@ pub fn close_frame(code: u16, reason: &str) -> CloseFrame {
     CloseFrame {
         code: CloseCode::from(code),
         reason: reason[..end].to_owned().into(),
+    }
+}
+
+/// How a command fared in a connection's bounded command queue.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued for the writer.
+    Yes,
+    /// Still full after the wait: the peer is not taking data.
+    Full,
+    /// The connection is gone.
+    Closed,
+}
+
+/// Queues `cmd` for a connection's writer: at once if there is room, else waiting at most
+/// `wait`. Called on the 1C thread only (`block_on` runs on the caller, never on a worker).
+pub fn queue_command(
+    rt: &Handle,
+    tx: &mpsc::Sender<Command>,
+    cmd: Command,
+    wait: Duration,
+) -> Queued {
+    match tx.try_send(cmd) {
+        Ok(()) => Queued::Yes,
+        Err(TrySendError::Closed(_)) => Queued::Closed,
+        Err(TrySendError::Full(cmd)) => {
+            let tx = tx.clone();
+            // The timer must be created inside the runtime, hence the async block.
+            match rt.block_on(async move { tokio::time::timeout(wait, tx.send(cmd)).await }) {
+                Ok(Ok(())) => Queued::Yes,
+                Ok(Err(_)) => Queued::Closed,
+                Err(_) => Queued::Full,
+            }
+        }
     }
 }

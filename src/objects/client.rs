@@ -11,7 +11,6 @@ use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,9 +19,9 @@ use crate::error::{Error, Names, Result};
 use crate::event::EventKind;
 use crate::hub::{DeliveryMode, Hub, HubSettings, whole_number};
 use crate::lang::Lang;
-use crate::net::Command;
 use crate::net::client::{self, STATUS_IDLE, STATUS_OPEN, Shared, Target, Task};
 use crate::net::options::ClientOptions;
+use crate::net::{Command, Queued, queue_command};
 use crate::objects::{Args, Object};
 use crate::platform::{AppType, PlatformContext};
 use crate::registry::{CLIENT, Members, MethodDef, MethodId, PropDef, PropId};
@@ -171,23 +170,18 @@ impl Client {
             token,
             options,
         };
-        match ready_rx.recv_timeout(wait) {
-            Ok(Ok(_)) => {
-                self.conn = Some(conn);
-                Ok(Value::Bool(true))
-            }
-            Ok(Err(e)) => {
-                self.conn = Some(conn);
-                Err(e)
-            }
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                conn.token.cancel();
-                self.conn = Some(conn);
-                Err(Error::net(
-                    format!("Превышено время ожидания подключения к {url}"),
-                    format!("Timed out connecting to {url}"),
-                ))
-            }
+        let result = ready_rx.recv_timeout(wait);
+        if result.is_err() {
+            conn.token.cancel();
+        }
+        self.conn = Some(conn);
+        match result {
+            Ok(Ok(())) => Ok(Value::Bool(true)),
+            Ok(Err(e)) => Err(e),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => Err(Error::net(
+                format!("Превышено время ожидания подключения к {url}"),
+                format!("Timed out connecting to {url}"),
+            )),
         }
     }
 
@@ -208,17 +202,10 @@ impl Client {
                 1000
             };
             let cmd = Command::Close(code, reason.to_owned());
-            let sent = match c.commands.try_send(cmd) {
-                Ok(()) => true,
-                Err(TrySendError::Full(cmd)) => self.engine.as_ref().is_some_and(|e| {
-                    let (tx, wait) = (c.commands.clone(), c.options.close_timeout);
-                    e.lease
-                        .handle()
-                        .block_on(async move { tokio::time::timeout(wait, tx.send(cmd)).await })
-                        .is_ok_and(|r| r.is_ok())
-                }),
-                Err(TrySendError::Closed(_)) => false,
-            };
+            let sent = self.engine.as_ref().is_some_and(|e| {
+                queue_command(e.lease.handle(), &c.commands, cmd, c.options.close_timeout)
+                    == Queued::Yes
+            });
             if !sent || !c.shared.wait_finished(c.options.close_timeout) {
                 c.token.cancel();
                 c.shared.wait_finished(Duration::from_secs(1));
@@ -235,31 +222,21 @@ impl Client {
         let Some(c) = c else {
             return Err(not_connected());
         };
-        match c.commands.try_send(Command::Send(msg)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Closed(_)) => Err(not_connected()),
-            Err(TrySendError::Full(cmd)) => {
-                let engine = self.engine.as_ref().ok_or_else(not_connected)?;
-                let (tx, wait) = (c.commands.clone(), c.options.send_timeout);
-                let r = engine
-                    .lease
-                    .handle()
-                    .block_on(async move { tokio::time::timeout(wait, tx.send(cmd)).await });
-                match r {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(_)) => Err(not_connected()),
-                    Err(_) => Err(Error::net(
-                        format!(
-                            "Очередь отправки переполнена: сервер не принимает данные {} мс",
-                            c.options.send_timeout.as_millis()
-                        ),
-                        format!(
-                            "The send queue is full: the server has not taken data for {} ms",
-                            c.options.send_timeout.as_millis()
-                        ),
-                    )),
-                }
-            }
+        let engine = self.engine.as_ref().ok_or_else(not_connected)?;
+        let wait = c.options.send_timeout;
+        match queue_command(engine.lease.handle(), &c.commands, Command::Send(msg), wait) {
+            Queued::Yes => Ok(()),
+            Queued::Closed => Err(not_connected()),
+            Queued::Full => Err(Error::net(
+                format!(
+                    "Очередь отправки переполнена: сервер не принимает данные {} мс",
+                    wait.as_millis()
+                ),
+                format!(
+                    "The send queue is full: the server has not taken data for {} ms",
+                    wait.as_millis()
+                ),
+            )),
         }
     }
 
@@ -379,7 +356,6 @@ impl Object for Client {
     /// this (1C) thread. The runtime itself is released when the object is dropped.
     fn done(&mut self) {
         self.done = true;
-        self.hub.set_sink(None);
         self.hub.close();
         if let Some(e) = &self.engine {
             e.token.cancel();
