@@ -98,3 +98,55 @@ impl Drop for RuntimeLease {
         }
     }
 }
+
+/// The runtime side of one object: its lease, its cancellation token and its task tracker.
+/// Created at the object's first network operation, so an idle object costs no thread.
+pub struct Engine {
+    /// The runtime lease (dropped with the object).
+    pub lease: RuntimeLease,
+    /// Cancelled by `Done()`; every task of the object selects on it or a child of it.
+    pub token: tokio_util::sync::CancellationToken,
+    /// Every task of the object.
+    pub tracker: tokio_util::task::TaskTracker,
+}
+
+impl Engine {
+    /// Leases the runtime.
+    pub fn start() -> Result<Engine> {
+        Ok(Engine {
+            lease: RuntimeLease::acquire()?,
+            token: tokio_util::sync::CancellationToken::new(),
+            tracker: tokio_util::task::TaskTracker::new(),
+        })
+    }
+
+    /// Spawns `task` into the object's tracker.
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tracker.spawn_on(task, self.lease.handle())
+    }
+
+    /// Runs `fut` to completion on this (1C) thread, giving up after `wait`; `None` on
+    /// timeout. Never called from a runtime worker.
+    pub fn block_on_timeout<F: std::future::Future>(
+        &self,
+        wait: Duration,
+        fut: F,
+    ) -> Option<F::Output> {
+        // The timer must be created inside the runtime, hence the async block.
+        self.lease
+            .handle()
+            .block_on(async move { tokio::time::timeout(wait, fut).await.ok() })
+    }
+
+    /// `Done()`: cancel every task and wait for them, at most `wait`.
+    pub fn shutdown(&self, wait: Duration) {
+        self.token.cancel();
+        self.tracker.close();
+        let tracker = self.tracker.clone();
+        let _ = self.block_on_timeout(wait, async move { tracker.wait().await });
+    }
+}

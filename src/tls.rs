@@ -2,10 +2,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use rustls::ClientConfig;
 use rustls::crypto::CryptoProvider;
-use rustls_pki_types::CertificateDer;
+use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::error::{Error, Result};
 
@@ -75,4 +75,110 @@ pub fn client_config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>> {
             Ok(DEFAULT.get_or_init(|| c).clone())
         }
     }
+}
+
+fn read_file(path: &str, what_ru: &str, what_en: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        Error::net(
+            format!("Не удалось прочитать {what_ru} «{path}»: {e}"),
+            format!("Cannot read the {what_en} \"{path}\": {e}"),
+        )
+    })
+}
+
+/// The PEM block `label` of `text`, if any.
+fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text.find(&begin)?;
+    let stop = text[start..].find(&end)? + start + end.len();
+    Some(&text[start..stop])
+}
+
+/// The private key of a PEM file: PKCS#8 (plain or encrypted with `password`), PKCS#1 or SEC1.
+pub fn load_key(path: &str, password: &str) -> Result<PrivateKeyDer<'static>> {
+    let bytes = read_file(path, "файл ключа", "key file")?;
+    let text = String::from_utf8_lossy(&bytes);
+    if let Some(block) = pem_block(&text, "ENCRYPTED PRIVATE KEY") {
+        if password.is_empty() {
+            return Err(Error::net(
+                format!("Закрытый ключ в «{path}» зашифрован: укажите пароль"),
+                format!("The private key in \"{path}\" is encrypted: give its password"),
+            ));
+        }
+        let bad = |why: String| {
+            Error::net(
+                format!(
+                    "Не удалось расшифровать ключ «{path}»: неверный пароль или повреждённый ключ ({why})"
+                ),
+                format!("Cannot decrypt the key \"{path}\": wrong password or damaged key ({why})"),
+            )
+        };
+        let (_, der) =
+            pkcs8::der::pem::decode_vec(block.as_bytes()).map_err(|e| bad(e.to_string()))?;
+        let info = pkcs8::EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
+            .map_err(|e| bad(e.to_string()))?;
+        let doc = info.decrypt(password).map_err(|e| bad(e.to_string()))?;
+        return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            doc.as_bytes().to_vec(),
+        )));
+    }
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(Error::net(
+            format!(
+                "Ключ «{path}» зашифрован в устаревшем формате OpenSSL; переведите его в PKCS#8: openssl pkcs8 -topk8 -in old.pem -out key.pem"
+            ),
+            format!(
+                "The key \"{path}\" uses the legacy OpenSSL encryption; convert it to PKCS#8: openssl pkcs8 -topk8 -in old.pem -out key.pem"
+            ),
+        ));
+    }
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| {
+        Error::net(
+            format!("В файле «{path}» нет закрытого ключа (BEGIN PRIVATE KEY)"),
+            format!("No private key (BEGIN PRIVATE KEY) in \"{path}\""),
+        )
+    })
+}
+
+/// The server configuration from the documented forms of `Запустить`:
+/// `(cert.pem, key.pem, password)`, where the key may be encrypted PKCS#8, or
+/// `(combined.pem, password)`, a PEM with the chain and the key.
+pub fn server_config(
+    cert: &str,
+    key_or_password: &str,
+    password: &str,
+) -> Result<Arc<ServerConfig>> {
+    let lower = cert.to_ascii_lowercase();
+    if lower.ends_with(".pfx") || lower.ends_with(".p12") {
+        return Err(Error::net(
+            format!(
+                "Файлы PFX/P12 («{cert}») пока не поддерживаются: укажите сертификат и ключ в PEM"
+            ),
+            format!(
+                "PFX/P12 files (\"{cert}\") are not supported yet: give the certificate and key as PEM"
+            ),
+        ));
+    }
+    let separate_key =
+        !key_or_password.is_empty() && std::path::Path::new(key_or_password).is_file();
+    let (key_file, password) = if separate_key {
+        (key_or_password, password)
+    } else {
+        (cert, key_or_password)
+    };
+    let chain = load_certs(cert)?;
+    let key = load_key(key_file, password)?;
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            Error::net(
+                format!("Сертификат и ключ не подходят друг другу или не поддерживаются: {e}"),
+                format!("The certificate and key do not match or are not supported: {e}"),
+            )
+        })?;
+    Ok(Arc::new(config))
 }

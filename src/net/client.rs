@@ -7,25 +7,24 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::hub::Hub;
+use crate::net::Command;
+use crate::net::conn::{End, Pump};
 use crate::net::options::ClientOptions;
 use crate::net::stream::MaybeTls;
-use crate::net::{Command, close_frame};
 use crate::tls;
 
 /// `Статус`: -1 error, 0 not connected, 1 connected.
@@ -110,8 +109,6 @@ pub struct Shared {
     /// Both tasks have ended.
     finished: Mutex<bool>,
     finished_cv: Condvar,
-    /// Why the writer stopped, if it failed.
-    writer_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -122,7 +119,6 @@ impl Shared {
             subprotocol: Mutex::new(String::new()),
             finished: Mutex::new(false),
             finished_cv: Condvar::new(),
-            writer_error: Mutex::new(None),
         })
     }
 
@@ -277,9 +273,10 @@ async fn establish(t: &Target, o: &ClientOptions) -> Result<(Ws, SocketAddr, Str
         };
         req.headers_mut().append(name, value);
     }
-    let (ws, resp) = tokio_tungstenite::client_async_with_config(req, stream, Some(o.ws_config()))
-        .await
-        .map_err(handshake_error)?;
+    let (ws, resp) =
+        tokio_tungstenite::client_async_with_config(req, stream, Some(o.limits.ws_config()))
+            .await
+            .map_err(handshake_error)?;
     let sub = resp
         .headers()
         .get("sec-websocket-protocol")
@@ -367,17 +364,16 @@ pub async fn run(task: Task) {
     )
     .await;
 
-    let (sink, stream) = ws.split();
-    tracker.spawn(writer(
-        sink,
+    let pump = Pump {
+        conn: None,
+        hub: hub.clone(),
         commands,
-        token.clone(),
-        done.clone(),
-        shared.clone(),
-    ));
-    let end = reader(stream, &hub, &token).await;
-    token.cancel();
-    let kind = match end {
+        token,
+        going_away: done.clone(),
+        tracker,
+        stats: Arc::default(),
+    };
+    let kind = match pump.run(ws).await {
         End::Closed(code, reason) => {
             shared.status.store(STATUS_IDLE, Ordering::SeqCst);
             Some(EventKind::Close { code, reason })
@@ -388,24 +384,11 @@ pub async fn run(task: Task) {
         }
         End::Cancelled if done.is_cancelled() => None,
         End::Cancelled => {
-            let werr = shared
-                .writer_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            match werr {
-                Some(error) => {
-                    shared.status.store(STATUS_ERROR, Ordering::SeqCst);
-                    Some(EventKind::Fail { error })
-                }
-                None => {
-                    shared.status.store(STATUS_IDLE, Ordering::SeqCst);
-                    Some(EventKind::Close {
-                        code: 1006,
-                        reason: "close handshake timed out".into(),
-                    })
-                }
-            }
+            shared.status.store(STATUS_IDLE, Ordering::SeqCst);
+            Some(EventKind::Close {
+                code: 1006,
+                reason: "close handshake timed out".into(),
+            })
         }
     };
     if let Some(kind) = kind {
@@ -413,88 +396,6 @@ pub async fn run(task: Task) {
     }
     hub.connection_ended();
     shared.finish();
-}
-
-enum End {
-    Closed(u16, String),
-    Failed(String),
-    Cancelled,
-}
-
-async fn reader(mut stream: SplitStream<Ws>, hub: &Hub, token: &CancellationToken) -> End {
-    let mut close: Option<(u16, String)> = None;
-    loop {
-        let msg = tokio::select! {
-            _ = token.cancelled() => return End::Cancelled,
-            m = stream.next() => m,
-        };
-        let kind = match msg {
-            Some(Ok(Message::Text(t))) => EventKind::Text(t.as_str().to_owned()),
-            Some(Ok(Message::Binary(b))) => EventKind::Binary(b.to_vec()),
-            Some(Ok(Message::Pong(p))) => EventKind::Pong(p.to_vec()),
-            Some(Ok(Message::Ping(_) | Message::Frame(_))) => continue,
-            Some(Ok(Message::Close(f))) => {
-                close = Some(f.map_or((1005, String::new()), |f| {
-                    (u16::from(f.code), f.reason.as_str().to_owned())
-                }));
-                continue;
-            }
-            None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
-                let (code, reason) = close.unwrap_or((1006, String::new()));
-                return End::Closed(code, reason);
-            }
-            Some(Err(e)) => return End::Failed(e.to_string()),
-        };
-        hub.publish(Event { conn: None, kind }, token).await;
-    }
-}
-
-async fn writer(
-    mut sink: SplitSink<Ws, Message>,
-    mut commands: mpsc::Receiver<Command>,
-    token: CancellationToken,
-    done: CancellationToken,
-    shared: Arc<Shared>,
-) {
-    loop {
-        let first = tokio::select! {
-            _ = token.cancelled() => break,
-            c = commands.recv() => c,
-        };
-        let Some(mut cmd) = first else { break };
-        // Feed everything already queued, then flush once.
-        let result = loop {
-            let r = match cmd {
-                Command::Send(m) => sink.feed(m).await,
-                Command::Close(code, reason) => {
-                    sink.feed(Message::Close(Some(close_frame(code, &reason))))
-                        .await
-                }
-            };
-            if r.is_err() {
-                break r;
-            }
-            match commands.try_recv() {
-                Ok(next) => cmd = next,
-                Err(_) => break sink.flush().await,
-            }
-        };
-        if let Err(e) = result {
-            if !matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed) {
-                *shared
-                    .writer_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
-            }
-            token.cancel();
-            return;
-        }
-    }
-    if done.is_cancelled() {
-        // Done(): tell the peer we are going away, without holding Done up for long.
-        let bye = Message::Close(Some(close_frame(1001, "")));
-        let _ = tokio::time::timeout(Duration::from_millis(250), sink.send(bye)).await;
-    }
 }
 
 #[cfg(test)]

@@ -3,15 +3,18 @@
 //! pointer.
 
 pub mod client;
+pub mod conn;
 pub mod options;
+pub mod server;
 pub mod stream;
 
 use std::time::Duration;
 
-use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+use crate::runtime::Engine;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// What 1C code asks a connection to do, in order.
@@ -47,9 +50,9 @@ pub enum Queued {
 }
 
 /// Queues `cmd` for a connection's writer: at once if there is room, else waiting at most
-/// `wait`. Called on the 1C thread only (`block_on` runs on the caller, never on a worker).
+/// `wait`. Called on the 1C thread only (the wait blocks the caller, never a worker).
 pub fn queue_command(
-    rt: &Handle,
+    engine: &Engine,
     tx: &mpsc::Sender<Command>,
     cmd: Command,
     wait: Duration,
@@ -59,11 +62,10 @@ pub fn queue_command(
         Err(TrySendError::Closed(_)) => Queued::Closed,
         Err(TrySendError::Full(cmd)) => {
             let tx = tx.clone();
-            // The timer must be created inside the runtime, hence the async block.
-            match rt.block_on(async move { tokio::time::timeout(wait, tx.send(cmd)).await }) {
-                Ok(Ok(())) => Queued::Yes,
-                Ok(Err(_)) => Queued::Closed,
-                Err(_) => Queued::Full,
+            match engine.block_on_timeout(wait, async move { tx.send(cmd).await }) {
+                Some(Ok(())) => Queued::Yes,
+                Some(Err(_)) => Queued::Closed,
+                None => Queued::Full,
             }
         }
     }

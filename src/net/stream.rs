@@ -7,13 +7,15 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// Plain TCP or TLS over TCP (client side; the server variant comes with the server).
+/// Plain TCP or TLS over TCP, on the client or the server side.
 #[non_exhaustive]
 pub enum MaybeTls {
     /// ws://
     Plain(TcpStream),
-    /// wss://
+    /// wss:// (client)
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// wss:// (server)
+    ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 impl AsyncRead for MaybeTls {
@@ -25,6 +27,7 @@ impl AsyncRead for MaybeTls {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MaybeTls::ServerTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -38,6 +41,7 @@ impl AsyncWrite for MaybeTls {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MaybeTls::ServerTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -45,6 +49,7 @@ impl AsyncWrite for MaybeTls {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MaybeTls::ServerTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -52,6 +57,7 @@ impl AsyncWrite for MaybeTls {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            MaybeTls::ServerTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -13,27 +13,18 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::error::{Error, Names, Result};
-use crate::event::EventKind;
-use crate::hub::{DeliveryMode, Hub, HubSettings, whole_number};
+use crate::error::{Error, Result};
+use crate::hub::{DeliveryMode, Hub, HubSettings};
 use crate::lang::Lang;
 use crate::net::client::{self, STATUS_IDLE, STATUS_OPEN, Shared, Target, Task};
 use crate::net::options::ClientOptions;
 use crate::net::{Command, Queued, queue_command};
-use crate::objects::{Args, Object};
+use crate::objects::{Args, Object, receive_event, receive_message};
 use crate::platform::{AppType, PlatformContext};
 use crate::registry::{CLIENT, Members, MethodDef, MethodId, PropDef, PropId};
-use crate::runtime::RuntimeLease;
+use crate::runtime::Engine;
 use crate::value::Value;
-
-/// The runtime side of an object: lease, token, tracker. Created on first use.
-struct Engine {
-    lease: RuntimeLease,
-    token: CancellationToken,
-    tracker: TaskTracker,
-}
 
 /// The current (or last) connection.
 struct Connection {
@@ -71,22 +62,6 @@ fn object_done() -> Error {
     }
 }
 
-const TIMEOUT: Names = Names {
-    ru: "Таймаут",
-    en: "Timeout",
-};
-
-/// `Таймаут` in ms: 0 waits without a bound (`None`).
-pub(crate) fn wait_of(v: &Value) -> Result<Option<Duration>> {
-    let ms = whole_number(
-        &Value::Double(v.as_f64().unwrap_or(f64::NAN).round()),
-        TIMEOUT,
-        0,
-        u32::MAX as u64,
-    )?;
-    Ok((ms > 0).then(|| Duration::from_millis(ms)))
-}
-
 impl Client {
     /// A client that is not connected.
     pub fn new() -> Client {
@@ -105,15 +80,9 @@ impl Client {
 
     fn engine(&mut self) -> Result<&Engine> {
         if self.engine.is_none() {
-            let lease = RuntimeLease::acquire()?;
-            let token = CancellationToken::new();
-            let tracker = TaskTracker::new();
-            tracker.spawn_on(self.hub.clone().run_pusher(token.clone()), lease.handle());
-            self.engine = Some(Engine {
-                lease,
-                token,
-                tracker,
-            });
+            let engine = Engine::start()?;
+            engine.spawn(self.hub.clone().run_pusher(engine.token.clone()));
+            self.engine = Some(engine);
         }
         self.engine
             .as_ref()
@@ -145,7 +114,7 @@ impl Client {
         let hub = self.hub.clone();
         let engine = self.engine()?;
         let shared = Shared::new();
-        let (tx, rx) = mpsc::channel(options.send_queue);
+        let (tx, rx) = mpsc::channel(options.limits.send_queue);
         let (ready_tx, ready_rx) = sync_channel(1);
         let token = engine.token.child_token();
         let wait = options.timeout + Duration::from_secs(2);
@@ -160,9 +129,7 @@ impl Client {
             done: engine.token.clone(),
             tracker: engine.tracker.clone(),
         };
-        engine
-            .tracker
-            .spawn_on(client::run(task), engine.lease.handle());
+        engine.spawn(client::run(task));
         self.url = target.url.clone();
         let conn = Connection {
             shared,
@@ -203,10 +170,9 @@ impl Client {
             };
             let cmd = Command::Close(code, reason.to_owned());
             let sent = self.engine.as_ref().is_some_and(|e| {
-                queue_command(e.lease.handle(), &c.commands, cmd, c.options.close_timeout)
-                    == Queued::Yes
+                queue_command(e, &c.commands, cmd, c.options.limits.close_timeout) == Queued::Yes
             });
-            if !sent || !c.shared.wait_finished(c.options.close_timeout) {
+            if !sent || !c.shared.wait_finished(c.options.limits.close_timeout) {
                 c.token.cancel();
                 c.shared.wait_finished(Duration::from_secs(1));
             }
@@ -223,8 +189,8 @@ impl Client {
             return Err(not_connected());
         };
         let engine = self.engine.as_ref().ok_or_else(not_connected)?;
-        let wait = c.options.send_timeout;
-        match queue_command(engine.lease.handle(), &c.commands, Command::Send(msg), wait) {
+        let wait = c.options.limits.send_timeout;
+        match queue_command(engine, &c.commands, Command::Send(msg), wait) {
             Queued::Yes => Ok(()),
             Queued::Closed => Err(not_connected()),
             Queued::Full => Err(Error::net(
@@ -237,41 +203,6 @@ impl Client {
                     wait.as_millis()
                 ),
             )),
-        }
-    }
-
-    fn receive(&self, args: &mut Args) -> Result<Value> {
-        let wait = wait_of(args.get(0))?;
-        match self.hub.receive(wait, true) {
-            Some(ev) => {
-                let data = match ev.kind {
-                    EventKind::Text(t) => Value::Str(t),
-                    EventKind::Binary(b) => Value::Binary(b),
-                    _ => Value::Str(String::new()),
-                };
-                args.set_out(1, data);
-                Ok(Value::Bool(true))
-            }
-            None => {
-                args.set_out(1, Value::Str(String::new()));
-                Ok(Value::Bool(false))
-            }
-        }
-    }
-
-    fn receive_event(&self, args: &mut Args) -> Result<Value> {
-        let wait = wait_of(args.get(0))?;
-        match self.hub.receive(wait, false) {
-            Some(ev) => {
-                args.set_out(1, Value::Str(ev.header()));
-                args.set_out(2, Value::Str(ev.data()));
-                Ok(Value::Bool(true))
-            }
-            None => {
-                args.set_out(1, Value::Str(String::new()));
-                args.set_out(2, Value::Str(String::new()));
-                Ok(Value::Bool(false))
-            }
         }
     }
 }
@@ -344,8 +275,8 @@ impl Object for Client {
             MethodId::Ping => self
                 .send(Message::Ping(args.str(0).as_bytes().to_vec().into()))
                 .map(|()| Value::Empty),
-            MethodId::Receive => self.receive(args),
-            MethodId::ReceiveEvent => self.receive_event(args),
+            MethodId::Receive => receive_message(&self.hub, args, None, 1),
+            MethodId::ReceiveEvent => receive_event(&self.hub, args),
             _ => Err(Error::NotImplemented { member: m.names }),
         }
     }
@@ -358,15 +289,7 @@ impl Object for Client {
         self.done = true;
         self.hub.close();
         if let Some(e) = &self.engine {
-            e.token.cancel();
-            e.tracker.close();
-            let wait = self.settings.shutdown_timeout;
-            // The timer must be created inside the runtime, hence the async block.
-            let tracker = e.tracker.clone();
-            let _ = e
-                .lease
-                .handle()
-                .block_on(async move { tokio::time::timeout(wait, tracker.wait()).await });
+            e.shutdown(self.settings.shutdown_timeout);
         }
     }
 }

@@ -9,7 +9,11 @@
 mod client;
 mod server;
 
-use crate::error::{Error, Result};
+use std::time::Duration;
+
+use crate::error::{Error, Names, Result};
+use crate::event::EventKind;
+use crate::hub::{Hub, whole_number};
 use crate::lang::Lang;
 use crate::platform::PlatformContext;
 use crate::registry::{Members, MethodDef, MethodId, PropDef, PropId};
@@ -17,6 +21,59 @@ use crate::value::{ParamType, Value};
 
 pub use client::Client;
 pub use server::Server;
+
+const TIMEOUT: Names = Names {
+    ru: "Таймаут",
+    en: "Timeout",
+};
+
+/// `Таймаут` in ms: 0 waits without a bound (`None`).
+fn wait_of(v: &Value) -> Result<Option<Duration>> {
+    let ms = v.as_f64().unwrap_or(f64::NAN).round();
+    let ms = whole_number(&Value::Double(ms), TIMEOUT, 0, u64::from(u32::MAX))?;
+    Ok((ms > 0).then(|| Duration::from_millis(ms)))
+}
+
+/// `Получить` / `Принять`: the next message into `args[data]` (text as a string, binary as
+/// binary data) and, on the server, its connection id into `args[id]`; `False` with `""`
+/// (and id 0) after the timeout or when nothing can arrive any more.
+pub(crate) fn receive_message(
+    hub: &Hub,
+    args: &mut Args,
+    id: Option<usize>,
+    data: usize,
+) -> Result<Value> {
+    let wait = wait_of(args.get(0))?;
+    let Some(ev) = hub.receive(wait, true) else {
+        if let Some(id) = id {
+            args.set_out(id, Value::Int(0));
+        }
+        args.set_out(data, Value::Str(String::new()));
+        return Ok(Value::Bool(false));
+    };
+    if let Some(id) = id {
+        args.set_out(id, Value::from_count(ev.conn.unwrap_or(0)));
+    }
+    let payload = match ev.kind {
+        EventKind::Text(t) => Value::Str(t),
+        EventKind::Binary(b) => Value::Binary(b),
+        _ => Value::Str(String::new()),
+    };
+    args.set_out(data, payload);
+    Ok(Value::Bool(true))
+}
+
+/// `ПолучитьСобытие(Таймаут, Событие, Данные)`: the next event's JSON header and payload.
+pub(crate) fn receive_event(hub: &Hub, args: &mut Args) -> Result<Value> {
+    let wait = wait_of(args.get(0))?;
+    let (found, header, data) = match hub.receive(wait, false) {
+        Some(ev) => (true, ev.header(), ev.data()),
+        None => (false, String::new(), String::new()),
+    };
+    args.set_out(1, Value::Str(header));
+    args.set_out(2, Value::Str(data));
+    Ok(Value::Bool(found))
+}
 
 /// The add-in's version, as `Версия` / `Version` reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -388,20 +445,17 @@ mod tests {
     }
 
     #[test]
-    fn unbuilt_members_say_so() {
+    fn a_port_out_of_range_is_refused_by_name() {
         let mut a = AddIn::create("Server").unwrap();
-        let (r, _) = call(
-            &mut a,
-            "Запустить",
-            vec![
-                "127.0.0.1".into(),
-                Value::Int(0),
-                "".into(),
-                "".into(),
-                "".into(),
-            ],
-        );
-        assert!(r.unwrap_err().contains("ещё не реализовано"));
+        let args = vec![
+            "127.0.0.1".into(),
+            Value::Int(70000),
+            "".into(),
+            "".into(),
+            "".into(),
+        ];
+        let (r, _) = call(&mut a, "Запустить", args);
+        assert!(r.unwrap_err().contains("Недопустимое значение Порт"));
     }
 
     #[cfg(feature = "test-hooks")]

@@ -1,25 +1,325 @@
 //! `AddIn.WebSocket.Server`.
+//!
+//! Ownership as for the client: the object owns its hub, its engine (runtime lease, token,
+//! tracker) and the current run; the accept loop and the connection tasks own only clones of
+//! the shared run context, so `Done()` can cancel and join them all.
 
-use crate::error::{Error, Result};
-use crate::hub::HubSettings;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::task::TaskTracker;
+
+use crate::error::{Error, Names, Result};
+use crate::hub::{DeliveryMode, Hub, HubSettings, whole_number};
 use crate::lang::Lang;
-use crate::objects::{Args, Object};
+use crate::net::server::{Connections, Ctx, ServerOptions, accept_loop};
+use crate::net::{Command, Queued, queue_command};
+use crate::objects::{Args, Object, receive_event, receive_message};
 use crate::platform::{AppType, PlatformContext};
-use crate::registry::{Members, MethodDef, PropDef, PropId, SERVER};
+use crate::registry::{Members, MethodDef, MethodId, PropDef, PropId, SERVER};
+use crate::runtime::Engine;
+use crate::tls;
 use crate::value::Value;
 
+/// `Статус`: -1 the last `Запустить` failed, 0 stopped, 1 listening.
+const STATUS_ERROR: i64 = -1;
+const STATUS_RUNNING: i64 = 1;
+
+/// A running listener.
+struct Run {
+    interface: String,
+    port: u16,
+    ctx: Arc<Ctx>,
+}
+
 /// A WebSocket server object.
-#[derive(Default)]
 pub struct Server {
-    hub: HubSettings,
+    settings: HubSettings,
     app: AppType,
-    ctx: Option<PlatformContext>,
+    hub: Arc<Hub>,
+    engine: Option<Engine>,
+    options: ServerOptions,
+    run: Option<Run>,
+    failed: bool,
+    done: bool,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server::new()
+    }
+}
+
+const CLIENT_ID: Names = Names {
+    ru: "ИДКлиента",
+    en: "ClientId",
+};
+const PORT: Names = Names {
+    ru: "Порт",
+    en: "Port",
+};
+
+fn client_id(v: &Value) -> Result<u64> {
+    whole_number(v, CLIENT_ID, 0, u64::from(u32::MAX))
 }
 
 impl Server {
     /// A server that is not listening.
     pub fn new() -> Server {
-        Server::default()
+        let settings = HubSettings::default();
+        let hub = Hub::new(&settings, settings.mode.effective(AppType::Unknown));
+        Server {
+            settings,
+            app: AppType::Unknown,
+            hub,
+            engine: None,
+            options: ServerOptions::default(),
+            run: None,
+            failed: false,
+            done: false,
+        }
+    }
+
+    fn engine(&mut self) -> Result<&Engine> {
+        if self.engine.is_none() {
+            let engine = Engine::start()?;
+            engine.spawn(self.hub.clone().run_pusher(engine.token.clone()));
+            self.engine = Some(engine);
+        }
+        self.engine
+            .as_ref()
+            .ok_or_else(|| Error::Runtime("no runtime".into()))
+    }
+
+    fn apply_settings(&self) {
+        let mode = match (self.settings.mode, self.hub.mode()) {
+            (DeliveryMode::Auto, DeliveryMode::Pull) => DeliveryMode::Pull,
+            (m, _) => m.effective(self.app),
+        };
+        self.hub.configure(&self.settings, mode);
+    }
+
+    fn bind_address(interface: &str, port: u16) -> Result<SocketAddr> {
+        let interface = interface.trim();
+        let host = if interface.is_empty() {
+            "0.0.0.0"
+        } else {
+            interface
+        };
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            return Ok(SocketAddr::new(ip, port));
+        }
+        (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                Error::net(
+                    format!("Нет такого сетевого интерфейса: «{interface}»"),
+                    format!("No such network interface: \"{interface}\""),
+                )
+            })
+    }
+
+    fn start(&mut self, args: &Args) -> Result<Value> {
+        if self.run.is_some() {
+            return Err(Error::net(
+                "Сервер уже запущен",
+                "The server is already running",
+            ));
+        }
+        let interface = args.str(0).to_owned();
+        let port = whole_number(args.get(1), PORT, 0, 65535)? as u16;
+        let (cert, key_or_password, password) = (args.str(2), args.str(3), args.str(4));
+        let tls = if cert.is_empty() {
+            None
+        } else {
+            Some(TlsAcceptor::from(tls::server_config(
+                cert,
+                key_or_password,
+                password,
+            )?))
+        };
+        let addr = Self::bind_address(&interface, port)?;
+        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+            use std::io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};
+            match e.kind() {
+                AddrInUse => Error::net(
+                    format!("Порт {port} на {interface} уже занят другой программой"),
+                    format!("Port {port} on {interface} is already in use"),
+                ),
+                AddrNotAvailable => Error::net(
+                    format!("Нет такого сетевого интерфейса на этом компьютере: «{interface}»"),
+                    format!("No such network interface on this computer: \"{interface}\""),
+                ),
+                PermissionDenied => Error::net(
+                    format!(
+                        "Нет прав слушать порт {port} (порты ниже 1024 требуют прав администратора)"
+                    ),
+                    format!(
+                        "No permission to listen on port {port} (ports below 1024 need privileges)"
+                    ),
+                ),
+                _ => Error::net(
+                    format!("Не удалось занять {interface}:{port}: {e}"),
+                    format!("Cannot listen on {interface}:{port}: {e}"),
+                ),
+            }
+        })?;
+        let bound = listener.local_addr().map(|a| a.port()).unwrap_or(port);
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::net(e.to_string(), e.to_string()))?;
+        let hub = self.hub.clone();
+        let options = self.options.clone();
+        let engine = self.engine()?;
+        let listener = {
+            let _enter = engine.lease.handle().enter();
+            tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| Error::net(e.to_string(), e.to_string()))?
+        };
+        let ctx = Arc::new(Ctx {
+            options,
+            tls,
+            hub: hub.clone(),
+            conns: Arc::new(Connections::default()),
+            tracker: engine.tracker.clone(),
+            run_tracker: TaskTracker::new(),
+            token: engine.token.child_token(),
+        });
+        // The listener counts as a live source for `Принять(0, …)`.
+        hub.connection_started();
+        engine.spawn(
+            ctx.run_tracker
+                .track_future(accept_loop(listener, ctx.clone())),
+        );
+        self.run = Some(Run {
+            interface,
+            port: bound,
+            ctx,
+        });
+        self.failed = false;
+        Ok(Value::Bool(true))
+    }
+
+    /// `Остановить`: every connection closes with 1001 and the port is free on return.
+    fn stop(&mut self) {
+        let Some(run) = self.run.take() else { return };
+        run.ctx.token.cancel();
+        run.ctx.run_tracker.close();
+        if let Some(e) = &self.engine {
+            let tracker = run.ctx.run_tracker.clone();
+            let wait = run.ctx.options.limits.close_timeout;
+            let _ = e.block_on_timeout(wait, async move { tracker.wait().await });
+        }
+    }
+
+    fn conns(&self) -> Option<&Arc<Connections>> {
+        self.run.as_ref().map(|r| &r.ctx.conns)
+    }
+
+    /// Queues `msg` to connection `id`; 1 if queued, 0 if there is no such connection.
+    fn send_to(&self, id: u64, msg: Message) -> Result<Value> {
+        let (Some(entry), Some(engine)) = (self.conns().and_then(|c| c.get(id)), &self.engine)
+        else {
+            return Ok(Value::Int(0));
+        };
+        let wait = self.options.limits.send_timeout;
+        match queue_command(engine, &entry.commands, Command::Send(msg), wait) {
+            Queued::Yes => Ok(Value::Int(1)),
+            Queued::Closed => Ok(Value::Int(0)),
+            Queued::Full => Err(Error::net(
+                format!(
+                    "Клиент {id} не принимает данные {} мс: очередь отправки переполнена",
+                    wait.as_millis()
+                ),
+                format!(
+                    "Client {id} has not taken data for {} ms: the send queue is full",
+                    wait.as_millis()
+                ),
+            )),
+        }
+    }
+
+    /// Queues `msg` to every connection that has room now; a slow reader is skipped rather
+    /// than holding everyone up, and the count says how many got it.
+    fn broadcast(&self, msg: &Message) -> Value {
+        let n = self
+            .conns()
+            .map(|c| c.list())
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e.commands.try_send(Command::Send(msg.clone())).is_ok())
+            .count();
+        Value::from_count(n as u64)
+    }
+
+    fn disconnect(&self, id: u64, code: f64, reason: &str) -> Value {
+        let (Some(entry), Some(engine)) = (self.conns().and_then(|c| c.get(id)), &self.engine)
+        else {
+            return Value::Bool(false);
+        };
+        let code = if code == 1000.0 || (3000.0..=4999.0).contains(&code) {
+            code as u16
+        } else {
+            1000
+        };
+        let wait = self.options.limits.close_timeout;
+        if queue_command(
+            engine,
+            &entry.commands,
+            Command::Close(code, reason.to_owned()),
+            wait,
+        ) != Queued::Yes
+        {
+            entry.token.cancel();
+        } else {
+            // A peer that never answers the close is cut off after the bound.
+            let token = entry.token.clone();
+            engine.spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => token.cancel(),
+                    _ = token.cancelled() => {}
+                }
+            });
+        }
+        Value::Bool(true)
+    }
+
+    fn connection_info(&self, id: u64) -> Result<Value> {
+        self.conns()
+            .and_then(|c| c.get(id))
+            .map(|e| Value::Str(e.info_json()))
+            .ok_or_else(|| {
+                Error::net(
+                    format!("Нет соединения с ИДКлиента {id}"),
+                    format!("No connection with ClientId {id}"),
+                )
+            })
+    }
+
+    fn configure(&mut self, text: &str) -> Result<Value> {
+        if self.run.is_some() {
+            return Err(Error::net(
+                "Настроить вызывается до Запустить (сервер уже запущен)",
+                "Configure must be called before Run (the server is running)",
+            ));
+        }
+        self.options = ServerOptions::parse(text)?;
+        Ok(Value::Empty)
+    }
+}
+
+fn binary(v: &Value) -> Vec<u8> {
+    match v {
+        Value::Binary(b) => b.clone(),
+        _ => Vec::new(),
     }
 }
 
@@ -30,36 +330,91 @@ impl Object for Server {
 
     fn attach(&mut self, ctx: PlatformContext) {
         self.app = ctx.app;
-        self.ctx = Some(ctx);
+        self.hub.set_sink(Some(ctx.sink));
+        self.apply_settings();
     }
 
     fn get(&mut self, prop: &PropDef, lang: Lang) -> Result<Value> {
-        if let Some(v) = self.hub.get(prop.id, lang) {
+        if let Some(v) = self.settings.get(prop.id, lang) {
             return Ok(v);
         }
+        let run = self.run.as_ref();
         Ok(match prop.id {
-            PropId::Status
-            | PropId::Port
-            | PropId::ConnectionCount
-            | PropId::Pending
-            | PropId::Undelivered => Value::Int(0),
-            PropId::Server | PropId::Connections => Value::Str(String::new()),
+            PropId::Status => Value::Int(match (run, self.failed) {
+                (Some(_), _) => STATUS_RUNNING,
+                (None, true) => STATUS_ERROR,
+                (None, false) => 0,
+            }),
+            PropId::Server => Value::Str(run.map(|r| r.interface.clone()).unwrap_or_default()),
+            PropId::Port => Value::Int(run.map_or(0, |r| i64::from(r.port))),
+            PropId::Connections => Value::Str(
+                run.map(|r| r.ctx.conns.list())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| format!("{}: {}", e.id, e.addr))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            ),
+            PropId::ConnectionCount => {
+                Value::from_count(run.map_or(0, |r| r.ctx.conns.len() as u64))
+            }
+            PropId::Pending => Value::from_count(self.hub.pending() as u64),
+            PropId::Undelivered => Value::from_count(self.hub.undelivered()),
             _ => return Err(Error::NotImplemented { member: prop.names }),
         })
     }
 
     fn set(&mut self, prop: &PropDef, v: Value) -> Result<()> {
-        if self.hub.set(prop.id, prop.names, &v)? {
+        if self.settings.set(prop.id, prop.names, &v)? {
+            self.apply_settings();
             return Ok(());
         }
         Err(Error::ReadOnly { prop: prop.names })
     }
 
-    fn call(&mut self, m: &MethodDef, _args: &mut Args, _lang: Lang) -> Result<Value> {
-        Err(Error::NotImplemented { member: m.names })
+    fn call(&mut self, m: &MethodDef, args: &mut Args, _lang: Lang) -> Result<Value> {
+        if self.done {
+            return Err(Error::Platform {
+                ru: "Объект уже завершён (Done)",
+                en: "The object is done (Done was called)",
+            });
+        }
+        match m.id {
+            MethodId::Run => {
+                let r = self.start(args);
+                self.failed = r.is_err();
+                r
+            }
+            MethodId::Stop => {
+                self.stop();
+                Ok(Value::Empty)
+            }
+            MethodId::Send => self.send_to(client_id(args.get(0))?, Message::text(args.str(1))),
+            MethodId::SendBinary => self.send_to(
+                client_id(args.get(0))?,
+                Message::binary(binary(args.get(1))),
+            ),
+            MethodId::Broadcast => Ok(self.broadcast(&Message::text(args.str(0)))),
+            MethodId::BroadcastBinary => Ok(self.broadcast(&Message::binary(binary(args.get(0))))),
+            MethodId::Receive => receive_message(&self.hub, args, Some(1), 2),
+            MethodId::ReceiveEvent => receive_event(&self.hub, args),
+            MethodId::DisconnectClient => {
+                Ok(self.disconnect(client_id(args.get(0))?, args.number(1), args.str(2)))
+            }
+            MethodId::ConnectionInfo => self.connection_info(client_id(args.get(0))?),
+            MethodId::Configure => self.configure(args.str(0)),
+            _ => Err(Error::NotImplemented { member: m.names }),
+        }
     }
 
+    /// As the client's: the platform handle is already disarmed; close the hub, cancel every
+    /// task (connections say 1001), join them within the bound. The port is free after it.
     fn done(&mut self) {
-        self.ctx = None;
+        self.done = true;
+        self.hub.close();
+        if let Some(e) = &self.engine {
+            e.shutdown(self.settings.shutdown_timeout);
+        }
+        self.run = None;
     }
 }

@@ -1,0 +1,197 @@
+//! What every open WebSocket connection runs, client or server side: a reader that
+//! publishes to the hub and a writer that drains the connection's command queue.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::event::{Event, EventKind};
+use crate::hub::Hub;
+use crate::net::{Command, close_frame};
+
+/// Traffic counters of one connection.
+#[derive(Default, Debug)]
+pub struct Stats {
+    /// Messages received.
+    pub messages_in: AtomicU64,
+    /// Payload bytes received.
+    pub bytes_in: AtomicU64,
+    /// Messages sent.
+    pub messages_out: AtomicU64,
+    /// Payload bytes sent.
+    pub bytes_out: AtomicU64,
+}
+
+fn count(messages: &AtomicU64, bytes: &AtomicU64, n: usize) {
+    messages.fetch_add(1, Ordering::Relaxed);
+    bytes.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+/// How a connection ended.
+#[derive(Debug)]
+pub enum End {
+    /// Close handshake or end of stream, with the peer's code and reason.
+    Closed(u16, String),
+    /// A protocol or I/O error (reader or writer).
+    Failed(String),
+    /// Its token was cancelled.
+    Cancelled,
+}
+
+/// One open connection's tasks and what they share.
+pub struct Pump {
+    /// Server connection id (`None` on the client).
+    pub conn: Option<u64>,
+    /// Where events go.
+    pub hub: Arc<Hub>,
+    /// Commands from the object, in order.
+    pub commands: mpsc::Receiver<Command>,
+    /// This connection: cancelled to end it.
+    pub token: CancellationToken,
+    /// Cancelled when the object (or the server) goes away: the writer then says 1001.
+    pub going_away: CancellationToken,
+    /// The object's tracker, for the writer task.
+    pub tracker: TaskTracker,
+    /// Traffic counters.
+    pub stats: Arc<Stats>,
+}
+
+impl Pump {
+    /// Runs the reader here and the writer as a tracked task until the connection ends.
+    pub async fn run<S>(self, ws: WebSocketStream<S>) -> End
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Pump {
+            conn,
+            hub,
+            commands,
+            token,
+            going_away,
+            tracker,
+            stats,
+        } = self;
+        let (sink, stream) = ws.split();
+        let failure = Arc::new(Mutex::new(None));
+        tracker.spawn(writer(
+            sink,
+            commands,
+            token.clone(),
+            going_away,
+            failure.clone(),
+            stats.clone(),
+        ));
+        let end = reader(stream, &hub, conn, &token, &stats).await;
+        token.cancel();
+        match end {
+            End::Cancelled => match failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                Some(error) => End::Failed(error),
+                None => End::Cancelled,
+            },
+            other => other,
+        }
+    }
+}
+
+async fn reader<S>(
+    mut stream: SplitStream<WebSocketStream<S>>,
+    hub: &Hub,
+    conn: Option<u64>,
+    token: &CancellationToken,
+    stats: &Stats,
+) -> End
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut close: Option<(u16, String)> = None;
+    loop {
+        let msg = tokio::select! {
+            _ = token.cancelled() => return End::Cancelled,
+            m = stream.next() => m,
+        };
+        let kind = match msg {
+            Some(Ok(Message::Text(t))) => {
+                count(&stats.messages_in, &stats.bytes_in, t.len());
+                EventKind::Text(t.as_str().to_owned())
+            }
+            Some(Ok(Message::Binary(b))) => {
+                count(&stats.messages_in, &stats.bytes_in, b.len());
+                EventKind::Binary(b.to_vec())
+            }
+            Some(Ok(Message::Pong(p))) => EventKind::Pong(p.to_vec()),
+            Some(Ok(Message::Ping(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Close(f))) => {
+                close = Some(f.map_or((1005, String::new()), |f| {
+                    (u16::from(f.code), f.reason.as_str().to_owned())
+                }));
+                continue;
+            }
+            None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+                let (code, reason) = close.unwrap_or((1006, String::new()));
+                return End::Closed(code, reason);
+            }
+            Some(Err(e)) => return End::Failed(e.to_string()),
+        };
+        hub.publish(Event { conn, kind }, token).await;
+    }
+}
+
+async fn writer<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut commands: mpsc::Receiver<Command>,
+    token: CancellationToken,
+    going_away: CancellationToken,
+    failure: Arc<Mutex<Option<String>>>,
+    stats: Arc<Stats>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        let first = tokio::select! {
+            _ = token.cancelled() => break,
+            c = commands.recv() => c,
+        };
+        let Some(mut cmd) = first else { break };
+        // Feed everything already queued, then flush once.
+        let result = loop {
+            let r = match cmd {
+                Command::Send(m) => {
+                    count(&stats.messages_out, &stats.bytes_out, m.len());
+                    sink.feed(m).await
+                }
+                Command::Close(code, reason) => {
+                    sink.feed(Message::Close(Some(close_frame(code, &reason))))
+                        .await
+                }
+            };
+            if r.is_err() {
+                break r;
+            }
+            match commands.try_recv() {
+                Ok(next) => cmd = next,
+                Err(_) => break sink.flush().await,
+            }
+        };
+        if let Err(e) = result {
+            if !matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed) {
+                *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+            }
+            token.cancel();
+            return;
+        }
+    }
+    if going_away.is_cancelled() {
+        // Done() or Stop(): tell the peer we are going away, without holding them up long.
+        let bye = Message::Close(Some(close_frame(1001, "")));
+        let _ = tokio::time::timeout(Duration::from_millis(250), sink.send(bye)).await;
+    }
+}
