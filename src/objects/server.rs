@@ -210,6 +210,7 @@ impl Server {
 
     /// `Остановить`: every connection closes with 1001 and the port is free on return.
     fn stop(&mut self) {
+        self.failed = false;
         let Some(run) = self.run.take() else { return };
         run.ctx.token.cancel();
         run.ctx.run_tracker.close();
@@ -382,7 +383,7 @@ impl Object for Server {
         match m.id {
             MethodId::Run => {
                 let r = self.start(args);
-                self.failed = r.is_err();
+                self.failed = self.run.is_none();
                 r
             }
             MethodId::Stop => {

@@ -296,3 +296,101 @@ pub fn thread_count() -> usize {
         })
         .count()
 }
+
+/// Runs `tests/peers/ws_client.py` against `url` with `args` while `serve` echoes on the
+/// test thread; returns the client's output (its last line is "OK" on success).
+pub fn py_client(url: &str, args: &[&str], mut serve: impl FnMut()) -> String {
+    use std::process::{Command, Stdio};
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/ws_client.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .arg(url)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the Python client");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+        serve();
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("client output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An encrypted PKCS#8 copy of `key` (openssl), with `password`.
+pub fn encrypt_key(key: &std::path::Path, out: &std::path::Path, password: &str) {
+    let status = std::process::Command::new("openssl")
+        .args(["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in"])
+        .arg(key)
+        .arg("-out")
+        .arg(out)
+        .arg("-passout")
+        .arg(format!("pass:{password}"))
+        .status()
+        .expect("openssl (scripts/test.sh installs it)");
+    assert!(status.success());
+}
+
+/// `n` tokio-tungstenite clients in their own thread, each sending numbered texts as fast
+/// as the server takes them until it closes; stops when dropped.
+pub struct FloodClients {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FloodClients {
+    /// Connects them.
+    pub fn start(url: &str, n: usize) -> FloodClients {
+        use futures_util::SinkExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let url = url.to_owned();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async move {
+                for _ in 0..n {
+                    let url = url.clone();
+                    tokio::spawn(async move {
+                        let tcp = tokio::net::TcpStream::connect(
+                            url.trim_start_matches("ws://").trim_end_matches('/'),
+                        )
+                        .await;
+                        let Ok(tcp) = tcp else { return };
+                        let Ok((mut ws, _)) =
+                            tokio_tungstenite::client_async(url.as_str(), tcp).await
+                        else {
+                            return;
+                        };
+                        let mut i: u64 = 0;
+                        loop {
+                            if ws.send(Message::text(i.to_string())).await.is_err() {
+                                return;
+                            }
+                            i += 1;
+                        }
+                    });
+                }
+                let _ = stop_rx.await;
+            });
+        });
+        FloodClients {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for FloodClients {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! `AddIn.WebSocket.Server` through the C ABI: add-in and Python clients on loopback.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestPki, create_with, encrypt_key, finish, py_client, serial};
+use ws1c_host::{HostOptions, Obj, Var};
+
+fn s(v: &str) -> Var {
+    Var::Str(v.to_owned())
+}
+
+fn job() -> HostOptions {
+    HostOptions::server()
+}
+
+fn run(server: &Obj, args: &[Var]) -> u16 {
+    let mut args = args.to_vec();
+    assert_eq!(
+        server.call("Запустить", &mut args).unwrap(),
+        Var::Bool(true)
+    );
+    server.get("Порт").unwrap().as_f64().unwrap() as u16
+}
+
+/// `Принять(timeout, ИДКлиента, Данные)`.
+fn receive(server: &Obj, timeout_ms: i32) -> Option<(u64, Var)> {
+    let mut args = [Var::I4(timeout_ms), Var::Empty, Var::Empty];
+    match server.call("Принять", &mut args).unwrap() {
+        Var::Bool(true) => Some((args[1].as_f64().unwrap() as u64, args[2].clone())),
+        _ => None,
+    }
+}
+
+/// One step of a pull echo loop: text back as text, binary back as binary.
+fn echo_once(server: &Obj) {
+    if let Some((id, data)) = receive(server, 50) {
+        let method = if matches!(data, Var::Blob(_)) {
+            "ОтправитьДвоичныеДанные"
+        } else {
+            "Отправить"
+        };
+        assert_eq!(
+            server
+                .call(method, &mut [Var::I4(id as i32), data])
+                .unwrap(),
+            Var::I4(1)
+        );
+    }
+}
+
+#[test]
+fn documented_self_test_step_2() {
+    let _g = serial();
+    let server = create_with("Server", job());
+    let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+    assert!(port > 0);
+    assert_eq!(server.get("Сервер").unwrap(), s("127.0.0.1"));
+    assert_eq!(server.get("Статус").unwrap(), Var::I4(1));
+    let c1 = create_with("Client", job());
+    let c2 = create_with("Client", job());
+    c1.call(
+        "Подключиться",
+        &mut [s(&format!("ws://127.0.0.1:{port}/first"))],
+    )
+    .unwrap();
+    c2.call(
+        "Подключиться",
+        &mut [s(&format!("ws://127.0.0.1:{port}/testadr"))],
+    )
+    .unwrap();
+    c1.call("Отправить", &mut [s("ase1ЙЦУ")]).unwrap();
+    let (id, data) = receive(&server, 0).expect("a message");
+    assert_eq!((id, data), (1, s("ase1ЙЦУ")));
+    let list = server
+        .get("Соединения")
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        list.starts_with("1: 127.0.0.1:") && list.contains(" | 2: 127.0.0.1:"),
+        "{list}"
+    );
+    assert_eq!(server.get("КоличествоСоединений").unwrap(), Var::I4(2));
+    let info = server
+        .call("ИнформацияОСоединении", &mut [Var::I4(2)])
+        .unwrap();
+    let info = info.as_str().unwrap().to_owned();
+    assert!(
+        info.contains(r#""Connection":2"#) && info.contains(r#""Path":"/testadr""#),
+        "{info}"
+    );
+    assert!(info.contains(r#""MessagesIn":0"#), "{info}");
+    let info1 = server
+        .call("ИнформацияОСоединении", &mut [Var::I4(1)])
+        .unwrap();
+    assert!(
+        info1
+            .as_str()
+            .unwrap()
+            .contains(r#""MessagesIn":1,"BytesIn":10"#),
+        "{info1:?}"
+    );
+    assert_eq!(
+        server.call("Отключить", &mut [Var::I4(1)]).unwrap(),
+        Var::Bool(true)
+    );
+    assert_eq!(
+        server.call("Отключить", &mut [Var::I4(99)]).unwrap(),
+        Var::Bool(false)
+    );
+    assert_eq!(
+        server
+            .call("Отправить", &mut [Var::I4(99), s("никому")])
+            .unwrap(),
+        Var::I4(0)
+    );
+    // The disconnected client sees the close; the server sees it as an event.
+    let mut args = [Var::I4(5000), Var::Empty];
+    assert_eq!(c1.call("Получить", &mut args).unwrap(), Var::Bool(false));
+    assert_eq!(c1.get("Статус").unwrap(), Var::I4(0));
+    let err = server
+        .call("ИнформацияОСоединении", &mut [Var::I4(1)])
+        .unwrap_err();
+    assert!(err.text.contains("Нет соединения"), "{}", err.text);
+    finish(c1);
+    finish(c2);
+    finish(server);
+    common::assert_memory_clean();
+}
+
+#[test]
+fn python_clients_exchange_text_and_binary_over_ws_and_wss() {
+    let _g = serial();
+    let server = create_with("Server", job());
+    let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+    let out = py_client(&format!("ws://127.0.0.1:{port}/py"), &[], || {
+        echo_once(&server)
+    });
+    assert_eq!(out.lines().last(), Some("OK"), "{out}");
+    // Its close is seen: the connection is gone.
+    let t = Instant::now();
+    while server.get("КоличествоСоединений").unwrap() != Var::I4(0)
+        && t.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.get("КоличествоСоединений").unwrap(), Var::I4(0));
+    server.call("Остановить", &mut []).unwrap();
+    finish(server);
+
+    let pki = TestPki::new();
+    let (cert, key, ca) = (
+        pki.cert.to_str().unwrap(),
+        pki.key.to_str().unwrap(),
+        pki.ca.to_str().unwrap(),
+    );
+    let encrypted = pki.dir.join("enc.pem");
+    encrypt_key(&pki.key, &encrypted, "1234");
+    let combined = pki.dir.join("combined.pem");
+    let pem =
+        std::fs::read_to_string(&pki.cert).unwrap() + &std::fs::read_to_string(&encrypted).unwrap();
+    std::fs::write(&combined, pem).unwrap();
+    let forms: [Vec<Var>; 3] = [
+        vec![s(cert), s(key)],
+        vec![s(cert), s(encrypted.to_str().unwrap()), s("1234")],
+        vec![s(combined.to_str().unwrap()), s("1234")],
+    ];
+    for form in forms {
+        let server = create_with("Server", job());
+        let mut args = vec![s("127.0.0.1"), Var::I4(0)];
+        args.extend(form.iter().cloned());
+        let port = run(&server, &args);
+        let out = py_client(
+            &format!("wss://localhost:{port}/tls"),
+            &["--ca", ca],
+            || echo_once(&server),
+        );
+        assert_eq!(out.lines().last(), Some("OK"), "{form:?}: {out}");
+        finish(server);
+    }
+    // Wrong password, missing password, unreadable file.
+    let server = create_with("Server", job());
+    let bad = |args: &mut [Var]| server.call("Запустить", args).unwrap_err().text;
+    let e = bad(&mut [
+        s("127.0.0.1"),
+        Var::I4(0),
+        s(cert),
+        s(encrypted.to_str().unwrap()),
+        s("0000"),
+    ]);
+    assert!(e.contains("неверный пароль"), "{e}");
+    let e = bad(&mut [s("127.0.0.1"), Var::I4(0), s(combined.to_str().unwrap())]);
+    assert!(e.contains("укажите пароль"), "{e}");
+    let e = bad(&mut [
+        s("127.0.0.1"),
+        Var::I4(0),
+        s("/нет/такого/cert.pem"),
+        s(key),
+    ]);
+    assert!(e.contains("Не удалось прочитать"), "{e}");
+    assert_eq!(server.get("Статус").unwrap(), Var::I4(-1));
+    assert_eq!(server.call("ОписаниеОшибки", &mut []).unwrap(), s(&e));
+    finish(server);
+}
+
+#[test]
+fn ports_in_use_and_stop_frees_the_port() {
+    let _g = serial();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    let server = create_with("Server", job());
+    let err = server
+        .call("Запустить", &mut [s("127.0.0.1"), Var::I4(i32::from(busy))])
+        .unwrap_err();
+    assert!(err.text.contains("уже занят"), "{}", err.text);
+    let err = server
+        .call("Запустить", &mut [s("10.255.255.254"), Var::I4(0)])
+        .unwrap_err();
+    assert!(err.text.contains("интерфейс"), "{}", err.text);
+    drop(taken);
+    let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+    let err = server
+        .call("Запустить", &mut [s("127.0.0.1"), Var::I4(0)])
+        .unwrap_err();
+    assert!(err.text.contains("уже запущен"), "{}", err.text);
+    let c = create_with("Client", job());
+    c.call("Подключиться", &mut [s(&format!("ws://127.0.0.1:{port}/"))])
+        .unwrap();
+    server.call("Остановить", &mut []).unwrap();
+    server.call("Остановить", &mut []).unwrap();
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "port free after Stop"
+    );
+    assert_eq!(server.get("Статус").unwrap(), Var::I4(0));
+    assert_eq!(server.get("Порт").unwrap(), Var::I4(0));
+    // The client was told the server is going away (1001).
+    let mut ev = [Var::I4(5000), Var::Empty, Var::Empty];
+    let mut close = String::new();
+    while c.call("ПолучитьСобытие", &mut ev).unwrap() == Var::Bool(true) {
+        close = ev[1].as_str().unwrap().to_owned();
+    }
+    assert!(close.contains(r#""Code":1001"#), "{close}");
+    finish(c);
+    finish(server);
+}
+
+#[test]
+fn the_connection_limit_answers_503_and_keeps_the_others() {
+    let _g = serial();
+    let server = create_with("Server", job());
+    server
+        .call("Настроить", &mut [s(r#"{"max_connections": 3}"#)])
+        .unwrap();
+    let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+    let url = format!("ws://127.0.0.1:{port}/");
+    let clients: Vec<Obj> = (0..3)
+        .map(|_| {
+            let c = create_with("Client", job());
+            c.call("Подключиться", &mut [s(&url)]).unwrap();
+            c
+        })
+        .collect();
+    let extra = create_with("Client", job());
+    let err = extra.call("Подключиться", &mut [s(&url)]).unwrap_err();
+    assert!(err.text.contains("HTTP 503"), "{}", err.text);
+    assert_eq!(server.get("КоличествоСоединений").unwrap(), Var::I4(3));
+    for c in &clients {
+        assert_eq!(c.get("Статус").unwrap(), Var::I4(1));
+    }
+    let err = server.call("Настроить", &mut [s("{}")]).unwrap_err();
+    assert!(err.text.contains("до Запустить"), "{}", err.text);
+    for c in clients {
+        finish(c);
+    }
+    finish(extra);
+    finish(server);
+}
+
+#[test]
+fn access_checks_refuse_the_handshake() {
+    let _g = serial();
+    let server = create_with("Server", job());
+    let opts = r#"{"allowed_paths": ["/ok"], "auth": {"bearer": "секрет-в-ascii-нельзя"}}"#;
+    server.call("Настроить", &mut [s(opts)]).unwrap();
+    server
+        .call("Настроить", &mut [s(r#"{"allowed_paths": ["/ok"], "auth": {"bearer": "s3cret"}, "subprotocols": ["v2", "v1"]}"#)])
+        .unwrap();
+    let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+    let c = create_with("Client", job());
+    let e = c
+        .call(
+            "Подключиться",
+            &mut [s(&format!("ws://127.0.0.1:{port}/no"))],
+        )
+        .unwrap_err();
+    assert!(e.text.contains("HTTP 404"), "{}", e.text);
+    let e = c
+        .call(
+            "Подключиться",
+            &mut [s(&format!("ws://127.0.0.1:{port}/ok"))],
+        )
+        .unwrap_err();
+    assert!(e.text.contains("HTTP 401"), "{}", e.text);
+    let good =
+        r#"{"headers": {"Authorization": "Bearer s3cret", "Sec-WebSocket-Protocol": "v1, v2"}}"#;
+    c.call(
+        "Подключиться",
+        &mut [s(&format!("ws://127.0.0.1:{port}/ok?x=1")), s(good)],
+    )
+    .unwrap();
+    assert_eq!(c.get("Подпротокол").unwrap(), s("v2"));
+    let info = server
+        .call("ИнформацияОСоединении", &mut [Var::I4(1)])
+        .unwrap();
+    let info = info.as_str().unwrap().to_owned();
+    assert!(
+        info.contains(r#""Query":"x=1""#) && info.contains(r#""Subprotocol":"v2""#),
+        "{info}"
+    );
+    finish(c);
+    finish(server);
+}
+
+#[test]
+fn push_mode_events_carry_the_connection_id_and_broadcast_counts() {
+    let _g = serial();
+    let server = create_with("Server", HostOptions::default());
+    server.set("РежимДоставки", s("События")).unwrap();
+    let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+    let url = format!("ws://127.0.0.1:{port}/chat");
+    let a = create_with("Client", job());
+    let b = create_with("Client", job());
+    a.call("Подключиться", &mut [s(&url)]).unwrap();
+    b.call("Подключиться", &mut [s(&url)]).unwrap();
+    b.call("ОтправитьДвоичныеДанные", &mut [Var::Blob(vec![1, 2, 3])])
+        .unwrap();
+    let conn = server.conn();
+    assert!(conn.wait_events(3, Duration::from_secs(5)));
+    let evs = conn.take_events();
+    assert!(evs[0].message.starts_with(
+        r#"{"Event":"Connection","State":"Open","Connection":1,"Address":"127.0.0.1:"#
+    ));
+    assert!(
+        evs[0].message.ends_with(r#","Path":"/chat"}"#),
+        "{}",
+        evs[0].message
+    );
+    assert_eq!(
+        evs[2].message,
+        r#"{"Event":"Message","Type":"Binary","Connection":2,"Encoding":"base64"}"#
+    );
+    assert_eq!(evs[2].data, "AQID");
+    assert_eq!(
+        server.call("ОтправитьВсем", &mut [s("всем")]).unwrap(),
+        Var::I4(2)
+    );
+    assert_eq!(
+        server
+            .call("ОтправитьВсемДвоичныеДанные", &mut [Var::Blob(vec![9])])
+            .unwrap(),
+        Var::I4(2)
+    );
+    for c in [&a, &b] {
+        let mut args = [Var::I4(5000), Var::Empty];
+        assert_eq!(c.call("Получить", &mut args).unwrap(), Var::Bool(true));
+        assert_eq!(args[1], s("всем"));
+        assert_eq!(c.call("Получить", &mut args).unwrap(), Var::Bool(true));
+        assert_eq!(args[1], Var::Blob(vec![9]));
+    }
+    finish(a);
+    finish(b);
+    finish(server);
+}
+
+#[test]
+fn destroying_a_running_server_with_flooding_clients_leaves_the_port_free() {
+    let _g = serial();
+    for round in 0..20 {
+        let server = create_with(
+            "Server",
+            if round % 2 == 0 {
+                job()
+            } else {
+                HostOptions::default()
+            },
+        );
+        let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+        let url = format!("ws://127.0.0.1:{port}/");
+        let flood = common::FloodClients::start(&url, 20);
+        let t = Instant::now();
+        while server.get("КоличествоСоединений").unwrap() != Var::I4(20)
+            && t.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let conn = server.conn();
+        let mut server = server;
+        let took = server.done();
+        assert!(took < Duration::from_secs(5), "Done took {took:?}");
+        server.destroy();
+        assert_eq!(conn.calls_after_done(), 0, "round {round}");
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port free, round {round}"
+        );
+        drop(flood);
+    }
+}
