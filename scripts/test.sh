@@ -23,6 +23,8 @@ missing=()
 command -v g++ >/dev/null || missing+=(g++)
 command -v valgrind >/dev/null || missing+=(valgrind)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v node >/dev/null || missing+=(nodejs npm)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing ${missing[*]}"
     as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
@@ -34,6 +36,10 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import websockets' 2>/dev
     .venv/bin/pip install -q 'websockets==17.4'
 fi
 export WS1C_PYTHON="$root/.venv/bin/python"
+# Node `ws` and playwright-core (which drives Debian's Chromium; it never downloads a browser).
+if [ ! -d tests/peers/node/node_modules/ws ] || [ ! -d tests/peers/node/node_modules/playwright-core ]; then
+    (cd tests/peers/node && npm ci --no-audit --no-fund --loglevel=error)
+fi
 cargo --version; g++ --version | head -1; valgrind --version
 
 FEATURES=(--features ws1c-abi/test-hooks)

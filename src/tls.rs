@@ -141,34 +141,64 @@ pub fn load_key(path: &str, password: &str) -> Result<PrivateKeyDer<'static>> {
     })
 }
 
+/// The certificate chain and key of a PKCS#12 (`.pfx` / `.p12`) file.
+pub fn load_pfx(
+    path: &str,
+    password: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let data = read_file(path, "файл PFX", "PFX file")?;
+    let store = p12_keystore::KeyStore::from_pkcs12(
+        &data,
+        password,
+        p12_keystore::Pkcs12ImportPolicy::Relaxed,
+    )
+    .map_err(|e| {
+        Error::net(
+            format!("Не удалось открыть «{path}»: неверный пароль или повреждённый файл PFX ({e})"),
+            format!("Cannot open \"{path}\": wrong password or damaged PFX file ({e})"),
+        )
+    })?;
+    let Some((_, chain)) = store.private_key_chain() else {
+        return Err(Error::net(
+            format!("В файле «{path}» нет закрытого ключа с сертификатом"),
+            format!("No private key with a certificate in \"{path}\""),
+        ));
+    };
+    let certs = chain
+        .certs()
+        .iter()
+        .map(|c| CertificateDer::from(c.as_der().to_vec()))
+        .collect();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(chain.key().as_der().to_vec()));
+    Ok((certs, key))
+}
+
 /// The server configuration from the documented forms of `Запустить`:
 /// `(cert.pem, key.pem, password)`, where the key may be encrypted PKCS#8, or
-/// `(combined.pem, password)`, a PEM with the chain and the key.
+/// `(combined.pem, password)`, a PEM with the chain and the key, or `(cert.pfx, password)`.
 pub fn server_config(
     cert: &str,
     key_or_password: &str,
     password: &str,
 ) -> Result<Arc<ServerConfig>> {
     let lower = cert.to_ascii_lowercase();
-    if lower.ends_with(".pfx") || lower.ends_with(".p12") {
-        return Err(Error::net(
-            format!(
-                "Файлы PFX/P12 («{cert}») пока не поддерживаются: укажите сертификат и ключ в PEM"
-            ),
-            format!(
-                "PFX/P12 files (\"{cert}\") are not supported yet: give the certificate and key as PEM"
-            ),
-        ));
-    }
-    let separate_key =
-        !key_or_password.is_empty() && std::path::Path::new(key_or_password).is_file();
-    let (key_file, password) = if separate_key {
-        (key_or_password, password)
+    let (chain, key) = if lower.ends_with(".pfx") || lower.ends_with(".p12") {
+        let password = if key_or_password.is_empty() {
+            password
+        } else {
+            key_or_password
+        };
+        load_pfx(cert, password)?
     } else {
-        (cert, key_or_password)
+        let separate_key =
+            !key_or_password.is_empty() && std::path::Path::new(key_or_password).is_file();
+        let (key_file, password) = if separate_key {
+            (key_or_password, password)
+        } else {
+            (cert, key_or_password)
+        };
+        (load_certs(cert)?, load_key(key_file, password)?)
     };
-    let chain = load_certs(cert)?;
-    let key = load_key(key_file, password)?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?

@@ -163,10 +163,14 @@ fn python_clients_exchange_text_and_binary_over_ws_and_wss() {
     let pem =
         std::fs::read_to_string(&pki.cert).unwrap() + &std::fs::read_to_string(&encrypted).unwrap();
     std::fs::write(&combined, pem).unwrap();
-    let forms: [Vec<Var>; 3] = [
+    let pfx = pki.dir.join("cert.pfx");
+    common::make_pfx(&pki.cert, &pki.key, &pfx, "1234");
+    let forms: [Vec<Var>; 5] = [
         vec![s(cert), s(key)],
         vec![s(cert), s(encrypted.to_str().unwrap()), s("1234")],
         vec![s(combined.to_str().unwrap()), s("1234")],
+        vec![s(pfx.to_str().unwrap()), s("1234")],
+        vec![s(pfx.to_str().unwrap()), s(""), s("1234")],
     ];
     for form in forms {
         let server = create_with("Server", job());
@@ -190,6 +194,13 @@ fn python_clients_exchange_text_and_binary_over_ws_and_wss() {
         s(cert),
         s(encrypted.to_str().unwrap()),
         s("0000"),
+    ]);
+    assert!(e.contains("неверный пароль"), "{e}");
+    let e = bad(&mut [
+        s("127.0.0.1"),
+        Var::I4(0),
+        s(pfx.to_str().unwrap()),
+        s("4321"),
     ]);
     assert!(e.contains("неверный пароль"), "{e}");
     let e = bad(&mut [s("127.0.0.1"), Var::I4(0), s(combined.to_str().unwrap())]);
@@ -379,24 +390,28 @@ fn push_mode_events_carry_the_connection_id_and_broadcast_counts() {
 #[test]
 fn destroying_a_running_server_with_flooding_clients_leaves_the_port_free() {
     let _g = serial();
-    for round in 0..20 {
-        let server = create_with(
-            "Server",
-            if round % 2 == 0 {
-                job()
-            } else {
-                HostOptions::default()
-            },
-        );
+    for round in 0..100 {
+        // Push rounds keep the platform's event buffer bounded, as 1C does; without it the
+        // emulated platform would hoard every flooded event.
+        let push = HostOptions {
+            honour_buffer_depth: true,
+            ..HostOptions::default()
+        };
+        let server = create_with("Server", if round % 2 == 0 { job() } else { push });
         let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
         let url = format!("ws://127.0.0.1:{port}/");
-        let flood = common::FloodClients::start(&url, 20);
+        let flood = common::FloodClients::start(&url, 100);
         let t = Instant::now();
-        while server.get("КоличествоСоединений").unwrap() != Var::I4(20)
+        while server.get("КоличествоСоединений").unwrap() != Var::I4(100)
             && t.elapsed() < Duration::from_secs(10)
         {
             std::thread::sleep(Duration::from_millis(5));
         }
+        assert_eq!(
+            server.get("КоличествоСоединений").unwrap(),
+            Var::I4(100),
+            "round {round}: not every client got in within 10 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
         let conn = server.conn();
         let mut server = server;
@@ -409,5 +424,239 @@ fn destroying_a_running_server_with_flooding_clients_leaves_the_port_free() {
             "port free, round {round}"
         );
         drop(flood);
+    }
+}
+
+/// Checks per-connection order of numbered texts; returns how many arrived.
+fn check_order(last: &mut std::collections::HashMap<u64, u64>, id: u64, text: &str) {
+    let n: u64 = text.parse().expect("a numbered text");
+    let expected = last.get(&id).map_or(0, |l| l + 1);
+    assert_eq!(
+        n,
+        expected,
+        "connection {id}: got {n} after {:?}",
+        last.get(&id)
+    );
+    last.insert(id, n);
+}
+
+const CLIENTS: usize = 1000;
+const EACH: u64 = 1000;
+
+#[test]
+fn a_thousand_clients_a_thousand_messages_each_by_pull_then_503() {
+    let _g = serial();
+    let server = create_with("Server", job());
+    let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+    let url = format!("ws://127.0.0.1:{port}/");
+    let flood = common::FloodClients::sending(&url, CLIENTS, Some(EACH));
+    let receive_m = server.find_method("Принять");
+    let mut args = [Var::I4(20_000), Var::Empty, Var::Empty];
+    let mut last = std::collections::HashMap::new();
+    for k in 0..(CLIENTS as u64 * EACH) {
+        let got = server.raw_call_with(receive_m, &mut args, 3, true).unwrap();
+        assert_eq!(got, Var::Bool(true), "message {k} did not arrive");
+        check_order(
+            &mut last,
+            args[1].as_f64().unwrap() as u64,
+            args[2].as_str().unwrap(),
+        );
+    }
+    assert_eq!(last.len(), CLIENTS);
+    assert!(last.values().all(|&l| l == EACH - 1));
+    assert_eq!(
+        server.get("КоличествоСоединений").unwrap(),
+        Var::I4(CLIENTS as i32)
+    );
+    let extra = create_with("Client", job());
+    let err = extra.call("Подключиться", &mut [s(&url)]).unwrap_err();
+    assert!(err.text.contains("HTTP 503"), "{}", err.text);
+    assert_eq!(
+        server.get("КоличествоСоединений").unwrap(),
+        Var::I4(CLIENTS as i32)
+    );
+    finish(extra);
+    finish(server);
+    drop(flood);
+}
+
+#[test]
+fn a_thousand_clients_a_thousand_messages_each_by_push() {
+    let _g = serial();
+    let server = create_with("Server", HostOptions::default());
+    server.set("РежимДоставки", s("push")).unwrap();
+    let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+    let flood =
+        common::FloodClients::sending(&format!("ws://127.0.0.1:{port}/"), CLIENTS, Some(EACH));
+    let conn = server.conn();
+    let mut last = std::collections::HashMap::new();
+    let mut total = 0;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while total < CLIENTS as u64 * EACH && Instant::now() < deadline {
+        conn.wait_events(1, Duration::from_millis(50));
+        for ev in conn.take_events() {
+            if let Some(rest) = ev
+                .message
+                .strip_prefix(r#"{"Event":"Message","Type":"Text","Connection":"#)
+            {
+                let id: u64 = rest.trim_end_matches('}').parse().unwrap();
+                check_order(&mut last, id, &ev.data);
+                total += 1;
+            }
+        }
+    }
+    assert_eq!(total, CLIENTS as u64 * EACH);
+    assert_eq!(server.get("НеДоставлено").unwrap(), Var::I4(0));
+    finish(server);
+    drop(flood);
+}
+
+#[test]
+fn a_client_that_stops_reading_cannot_grow_the_server_without_bound() {
+    let _g = serial();
+    let server = create_with("Server", job());
+    server
+        .call(
+            "Настроить",
+            &mut [s(r#"{"send_queue": 16, "send_timeout_ms": 200}"#)],
+        )
+        .unwrap();
+    let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+    // A raw TCP client that completes the handshake and then never reads.
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::{Read, Write};
+    sock.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = sock.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    let before = common::rss_kib();
+    let chunk = Var::Blob(vec![5u8; 1 << 20]);
+    let mut queued = 0u64;
+    let err = loop {
+        match server.call("ОтправитьДвоичныеДанные", &mut [Var::I4(1), chunk.clone()])
+        {
+            Ok(_) => queued += 1,
+            Err(e) => break e,
+        }
+        assert!(
+            queued < 1000,
+            "the server kept accepting data for a reader that reads nothing"
+        );
+    };
+    let after = common::rss_kib();
+    eprintln!(
+        "slow reader: {queued} MiB accepted before Send failed; server RSS {before} -> {after} KiB"
+    );
+    assert!(err.text.contains("не принимает данные"), "{}", err.text);
+    assert!(
+        after < before + 200 * 1024,
+        "RSS grew by {} KiB",
+        after - before
+    );
+    finish(server);
+}
+
+#[test]
+fn node_ws_clients_exchange_text_and_binary_over_ws_and_wss() {
+    let _g = serial();
+    let server = create_with("Server", job());
+    let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+    let out = common::node_peer(
+        "client.js",
+        &[&format!("ws://127.0.0.1:{port}/node")],
+        || echo_once(&server),
+    );
+    assert_eq!(out.lines().last(), Some("OK"), "{out}");
+    finish(server);
+    let pki = TestPki::new();
+    let server = create_with("Server", job());
+    let port = run(
+        &server,
+        &[
+            s("127.0.0.1"),
+            Var::I4(0),
+            s(pki.cert.to_str().unwrap()),
+            s(pki.key.to_str().unwrap()),
+        ],
+    );
+    let url = format!("wss://localhost:{port}/node");
+    let out = common::node_peer("client.js", &[&url, pki.ca.to_str().unwrap()], || {
+        echo_once(&server)
+    });
+    assert_eq!(out.lines().last(), Some("OK"), "{out}");
+    finish(server);
+}
+
+/// An echo loop on events: records every event header and echoes texts to their sender.
+fn echo_events(server: &Obj, headers: &mut Vec<String>) {
+    let mut ev = [Var::I4(50), Var::Empty, Var::Empty];
+    if server.call("ПолучитьСобытие", &mut ev).unwrap() != Var::Bool(true) {
+        return;
+    }
+    let header = ev[1].as_str().unwrap().to_owned();
+    if let Some(rest) = header.strip_prefix(r#"{"Event":"Message","Type":"Text","Connection":"#) {
+        let id: i32 = rest.trim_end_matches('}').parse().unwrap();
+        server
+            .call("Отправить", &mut [Var::I4(id), ev[2].clone()])
+            .unwrap();
+    }
+    headers.push(header);
+}
+
+#[test]
+fn headless_chromium_runs_the_documented_page_over_ws_and_wss() {
+    let _g = serial();
+    if std::process::Command::new("/usr/bin/chromium")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("Chromium is missing: scripts/test.sh installs the Debian package");
+    }
+    let pki = TestPki::new();
+    let spki = common::spki_hash(&pki.cert);
+    for tls in [false, true] {
+        let server = create_with("Server", job());
+        let mut args = vec![s("127.0.0.1"), Var::I4(0)];
+        if tls {
+            args.extend([s(pki.cert.to_str().unwrap()), s(pki.key.to_str().unwrap())]);
+        }
+        let port = run(&server, &args);
+        let url = format!(
+            "{}://localhost:{port}/portal",
+            if tls { "wss" } else { "ws" }
+        );
+        let mut headers = Vec::new();
+        let out = common::node_peer("browser.js", &[&url, &spki], || {
+            echo_events(&server, &mut headers)
+        });
+        assert!(
+            out.contains("RESPONSE: WebSocket rocks") && out.lines().last() == Some("OK"),
+            "{out}"
+        );
+        // Let the close arrive, then check what the server saw, all on connection 1.
+        let t = Instant::now();
+        while !headers.iter().any(|h| h.contains(r#""State":"Close""#))
+            && t.elapsed() < Duration::from_secs(5)
+        {
+            echo_events(&server, &mut headers);
+        }
+        assert!(
+            headers[0].starts_with(r#"{"Event":"Connection","State":"Open","Connection":1,"#),
+            "{headers:?}"
+        );
+        assert!(headers[0].ends_with(r#""Path":"/portal"}"#), "{headers:?}");
+        assert_eq!(
+            headers[1],
+            r#"{"Event":"Message","Type":"Text","Connection":1}"#
+        );
+        assert!(
+            headers[2].starts_with(r#"{"Event":"Connection","State":"Close","Connection":1,"#),
+            "{headers:?}"
+        );
+        finish(server);
     }
 }

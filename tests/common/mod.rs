@@ -299,23 +299,50 @@ pub fn thread_count() -> usize {
 
 /// Runs `tests/peers/ws_client.py` against `url` with `args` while `serve` echoes on the
 /// test thread; returns the client's output (its last line is "OK" on success).
-pub fn py_client(url: &str, args: &[&str], mut serve: impl FnMut()) -> String {
-    use std::process::{Command, Stdio};
+pub fn py_client(url: &str, args: &[&str], serve: impl FnMut()) -> String {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/ws_client.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .arg(url)
-        .args(args)
-        .stdout(Stdio::piped())
+    let mut cmd = std::process::Command::new(python());
+    cmd.arg(script).arg(url).args(args);
+    run_peer(cmd, serve)
+}
+
+/// Runs a Node script of `tests/peers/node/` with `args` while `serve` runs on the test
+/// thread; returns its output.
+pub fn node_peer(script: &str, args: &[&str], serve: impl FnMut()) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/node");
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(dir.join(script)).args(args);
+    run_peer(cmd, serve)
+}
+
+/// Runs a peer process, calling `serve` until it exits (30 s at most); returns its stdout.
+pub fn run_peer(mut cmd: std::process::Command, mut serve: impl FnMut()) -> String {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
         .spawn()
-        .expect("start the Python client");
+        .expect("start the peer");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while child.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
         serve();
     }
     let _ = child.kill();
-    let out = child.wait_with_output().expect("client output");
+    let out = child.wait_with_output().expect("peer output");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Base64 of the SHA-256 of `cert`'s public key, for Chromium's
+/// `--ignore-certificate-errors-spki-list` (openssl).
+pub fn spki_hash(cert: &std::path::Path) -> String {
+    let script = format!(
+        "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | openssl base64 -A",
+        cert.display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// An encrypted PKCS#8 copy of `key` (openssl), with `password`.
@@ -340,8 +367,13 @@ pub struct FloodClients {
 }
 
 impl FloodClients {
-    /// Connects them.
+    /// Connects them; each sends until the server closes.
     pub fn start(url: &str, n: usize) -> FloodClients {
+        FloodClients::sending(url, n, None)
+    }
+
+    /// Connects them; each sends `count` numbered texts (or without end), then stays open.
+    pub fn sending(url: &str, n: usize, count: Option<u64>) -> FloodClients {
         use futures_util::SinkExt;
         use tokio_tungstenite::tungstenite::Message;
         let url = url.to_owned();
@@ -352,26 +384,37 @@ impl FloodClients {
                 .build()
                 .expect("rt");
             rt.block_on(async move {
+                // Every client completes its handshake before any floods: on one thread, an
+                // early flooder would otherwise starve the later handshakes.
+                let mut clients = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let url = url.clone();
+                    let addr = url
+                        .trim_start_matches("ws://")
+                        .trim_end_matches('/')
+                        .to_owned();
+                    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+                        continue;
+                    };
+                    if let Ok((ws, _)) = tokio_tungstenite::client_async(url.as_str(), tcp).await {
+                        clients.push(ws);
+                    }
+                }
+                for mut ws in clients {
                     tokio::spawn(async move {
-                        let tcp = tokio::net::TcpStream::connect(
-                            url.trim_start_matches("ws://").trim_end_matches('/'),
-                        )
-                        .await;
-                        let Ok(tcp) = tcp else { return };
-                        let Ok((mut ws, _)) =
-                            tokio_tungstenite::client_async(url.as_str(), tcp).await
-                        else {
-                            return;
-                        };
                         let mut i: u64 = 0;
-                        loop {
-                            if ws.send(Message::text(i.to_string())).await.is_err() {
+                        while count.is_none_or(|c| i < c) {
+                            if ws.feed(Message::text(i.to_string())).await.is_err() {
                                 return;
                             }
                             i += 1;
+                            if i.is_multiple_of(64) && ws.flush().await.is_err() {
+                                return;
+                            }
                         }
+                        let _ = ws.flush().await;
+                        // Stay open (answering pings and closes) until the server ends it.
+                        use futures_util::StreamExt;
+                        while let Some(Ok(_)) = ws.next().await {}
                     });
                 }
                 let _ = stop_rx.await;
@@ -393,4 +436,25 @@ impl Drop for FloodClients {
             let _ = t.join();
         }
     }
+}
+
+/// A PKCS#12 (`.pfx`) bundle of `cert` and `key` (openssl), with `password`.
+pub fn make_pfx(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    out: &std::path::Path,
+    password: &str,
+) {
+    let status = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-in"])
+        .arg(cert)
+        .arg("-inkey")
+        .arg(key)
+        .arg("-out")
+        .arg(out)
+        .arg("-passout")
+        .arg(format!("pass:{password}"))
+        .status()
+        .expect("openssl (scripts/test.sh installs it)");
+    assert!(status.success());
 }
