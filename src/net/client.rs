@@ -279,7 +279,7 @@ async fn establish(t: &Target, o: &ClientOptions) -> Result<(Ws, SocketAddr, Str
             .map_err(handshake_error)?;
     let sub = resp
         .headers()
-        .get("sec-websocket-protocol")
+        .get(tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
