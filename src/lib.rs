@@ -22,6 +22,7 @@ pub mod hub;
 pub mod lang;
 pub mod net;
 pub mod objects;
+pub mod persistent;
 pub mod platform;
 pub mod registry;
 pub mod runtime;

@@ -660,3 +660,99 @@ fn headless_chromium_runs_the_documented_page_over_ws_and_wss() {
         finish(server);
     }
 }
+
+#[test]
+fn a_persistent_server_outlives_its_object_and_keeps_what_arrived() {
+    let _g = serial();
+    let opts = s(r#"{"persistent": {"name": "регламентное-задание"}}"#);
+    let first = create_with("Server", job());
+    first.call("Настроить", &mut [opts.clone()]).unwrap();
+    let port = run(&first, &[s("127.0.0.1"), Var::I4(0)]);
+    let sender = create_with("Client", job());
+    sender
+        .call(
+            "Подключиться",
+            &mut [s(&format!("ws://127.0.0.1:{port}/agent"))],
+        )
+        .unwrap();
+    sender.call("Отправить", &mut [s("до")]).unwrap();
+    assert_eq!(receive(&first, 5000), Some((1, s("до"))));
+    finish(first);
+    // Nobody is attached: the client keeps sending, the server keeps listening.
+    for i in 0..100 {
+        sender
+            .call("Отправить", &mut [s(&format!("между {i}"))])
+            .unwrap();
+    }
+    let late = create_with("Client", job());
+    late.call(
+        "Подключиться",
+        &mut [s(&format!("ws://127.0.0.1:{port}/late"))],
+    )
+    .unwrap();
+    late.call("Отправить", &mut [s("поздний")]).unwrap();
+
+    let second = create_with("Server", job());
+    second.call("Настроить", &mut [opts.clone()]).unwrap();
+    let err = second
+        .call(
+            "Запустить",
+            &mut [s("127.0.0.1"), Var::I4(i32::from(port) + 1)],
+        )
+        .unwrap_err();
+    assert!(err.text.contains("уже запущен"), "{}", err.text);
+    assert_eq!(
+        run(&second, &[s("127.0.0.1"), Var::I4(i32::from(port))]),
+        port
+    );
+    let mut from_sender = Vec::new();
+    let mut from_late = Vec::new();
+    while let Some((id, data)) = receive(&second, 2000) {
+        match id {
+            1 => from_sender.push(data),
+            2 => from_late.push(data),
+            other => panic!("unexpected connection {other}"),
+        }
+    }
+    let expected: Vec<Var> = (0..100).map(|i| s(&format!("между {i}"))).collect();
+    assert_eq!(
+        from_sender, expected,
+        "everything sent in between, in order"
+    );
+    assert_eq!(from_late, vec![s("поздний")]);
+    assert_eq!(second.get("КоличествоСоединений").unwrap(), Var::I4(2));
+    second.call("Остановить", &mut []).unwrap();
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "Stop frees the port"
+    );
+    finish(second);
+    finish(sender);
+    finish(late);
+}
+
+#[test]
+fn an_idle_persistent_server_expires() {
+    let _g = serial();
+    let opts = s(r#"{"persistent": {"name": "ненадолго", "idle_expiry_ms": 300}}"#);
+    let first = create_with("Server", job());
+    first.call("Настроить", &mut [opts.clone()]).unwrap();
+    let port = run(&first, &[s("127.0.0.1"), Var::I4(0)]);
+    finish(first);
+    let t = Instant::now();
+    while std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
+        && t.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+        "port freed after expiry"
+    );
+    // The name is free again: a new object starts a new server under it.
+    let second = create_with("Server", job());
+    second.call("Настроить", &mut [opts]).unwrap();
+    assert!(run(&second, &[s("127.0.0.1"), Var::I4(0)]) > 0);
+    second.call("Остановить", &mut []).unwrap();
+    finish(second);
+}

@@ -51,6 +51,17 @@ pub struct ServerOptions {
     pub subprotocols: Vec<String>,
     /// Required credentials (`auth`: `{"bearer": "…"}` or `{"basic": {"user": …, "password": …}}`).
     pub auth: Option<Auth>,
+    /// `persistent`: `{"name": "…", "idle_expiry_ms": N}` keeps the server after the object.
+    pub persistent: Option<PersistentOptions>,
+}
+
+/// A server that outlives its object (see `crate::persistent`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PersistentOptions {
+    /// The name the next object attaches by.
+    pub name: String,
+    /// Stop it after this long with no object attached (`idle_expiry_ms`; 0 or absent: never).
+    pub idle_expiry: Option<Duration>,
 }
 
 impl Default for ServerOptions {
@@ -66,6 +77,7 @@ impl Default for ServerOptions {
             paths: Vec::new(),
             subprotocols: Vec::new(),
             auth: None,
+            persistent: None,
         }
     }
 }
@@ -111,6 +123,29 @@ impl ServerOptions {
                             ));
                         }
                     };
+                }
+                "persistent" => {
+                    let p = r.object(key, &v)?;
+                    let mut name = None;
+                    let mut idle_expiry = None;
+                    for (k, pv) in p {
+                        match k.as_str() {
+                            "name" => name = Some(r.string("persistent.name", pv)?),
+                            "idle_expiry_ms" => {
+                                let d =
+                                    r.millis("persistent.idle_expiry_ms", pv, 365 * 86_400_000)?;
+                                idle_expiry = (!d.is_zero()).then_some(d);
+                            }
+                            other => return Err(r.unknown(&format!("persistent.{other}"))),
+                        }
+                    }
+                    let name = name.filter(|n| !n.trim().is_empty()).ok_or_else(|| {
+                        r.bad(
+                            "«persistent.name» обязателен".into(),
+                            "\"persistent.name\" is required".into(),
+                        )
+                    })?;
+                    o.persistent = Some(PersistentOptions { name, idle_expiry });
                 }
                 other => return Err(r.unknown(other)),
             }

@@ -14,10 +14,11 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Names, Result};
 use crate::hub::{DeliveryMode, Hub, HubSettings, whole_number};
 use crate::lang::Lang;
-use crate::net::server::{Connections, Ctx, ServerOptions, accept_loop};
+use crate::net::server::{Connections, Ctx, PersistentOptions, ServerOptions, accept_loop};
 use crate::net::{Command, Queued, queue_command};
 use crate::objects::{Args, Object, receive_event, receive_message};
-use crate::platform::{AppType, PlatformContext};
+use crate::persistent::{self, Persistent};
+use crate::platform::{AppType, EventSink, PlatformContext};
 use crate::registry::{Members, MethodDef, MethodId, PropDef, PropId, SERVER};
 use crate::runtime::Engine;
 use crate::tls;
@@ -27,18 +28,24 @@ use crate::value::Value;
 const STATUS_ERROR: i64 = -1;
 const STATUS_RUNNING: i64 = 1;
 
-/// A running listener.
+/// A running listener: the object's own, or a persistent one it is attached to.
 struct Run {
     interface: String,
     port: u16,
     ctx: Arc<Ctx>,
+    persistent: Option<Arc<Persistent>>,
 }
 
 /// A WebSocket server object.
 pub struct Server {
     settings: HubSettings,
     app: AppType,
+    /// The hub in use: the object's own, or an attached persistent server's.
     hub: Arc<Hub>,
+    /// The object's own hub (closed at `Done()`).
+    own_hub: Arc<Hub>,
+    /// The platform's event sink, handed to a persistent server's hub on attach.
+    sink: Option<Arc<dyn EventSink>>,
     engine: Option<Engine>,
     options: ServerOptions,
     run: Option<Run>,
@@ -73,6 +80,8 @@ impl Server {
         Server {
             settings,
             app: AppType::Unknown,
+            own_hub: hub.clone(),
+            sink: None,
             hub,
             engine: None,
             options: ServerOptions::default(),
@@ -136,6 +145,24 @@ impl Server {
         }
         let interface = args.str(0).to_owned();
         let port = whole_number(args.get(1), PORT, 0, 65535)? as u16;
+        if let Some(po) = &self.options.persistent
+            && let Some(p) = persistent::find(&po.name)
+        {
+            if p.interface != interface || (port != 0 && port != p.port) {
+                return Err(Error::net(
+                    format!(
+                        "Постоянный сервер «{}» уже запущен на {}:{}",
+                        p.name, p.interface, p.port
+                    ),
+                    format!(
+                        "The persistent server \"{}\" already runs on {}:{}",
+                        p.name, p.interface, p.port
+                    ),
+                ));
+            }
+            self.engine()?;
+            return Ok(self.attach_persistent(p));
+        }
         let (cert, key_or_password, password) = (args.str(2), args.str(3), args.str(4));
         let tls = if cert.is_empty() {
             None
@@ -176,6 +203,9 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::net(e.to_string(), e.to_string()))?;
+        if let Some(po) = self.options.persistent.clone() {
+            return self.start_persistent(po, interface, bound, tls, listener);
+        }
         let hub = self.hub.clone();
         let options = self.options.clone();
         let engine = self.engine()?;
@@ -203,14 +233,101 @@ impl Server {
             interface,
             port: bound,
             ctx,
+            persistent: None,
         });
         self.failed = false;
         Ok(Value::Bool(true))
     }
 
+    /// Starts a server that outlives this object, in its own engine with its own hub.
+    fn start_persistent(
+        &mut self,
+        po: PersistentOptions,
+        interface: String,
+        port: u16,
+        tls: Option<TlsAcceptor>,
+        listener: std::net::TcpListener,
+    ) -> Result<Value> {
+        self.engine()?;
+        let engine = Engine::start()?;
+        let hub = Hub::new(&self.settings, self.settings.mode.effective(self.app));
+        engine.spawn(hub.clone().run_pusher(engine.token.clone()));
+        let listener = {
+            let _enter = engine.lease.handle().enter();
+            tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| Error::net(e.to_string(), e.to_string()))?
+        };
+        let ctx = Arc::new(Ctx {
+            options: self.options.clone(),
+            tls,
+            hub: hub.clone(),
+            conns: Arc::new(Connections::default()),
+            tracker: engine.tracker.clone(),
+            run_tracker: TaskTracker::new(),
+            token: engine.token.child_token(),
+        });
+        hub.connection_started();
+        engine.spawn(
+            ctx.run_tracker
+                .track_future(accept_loop(listener, ctx.clone())),
+        );
+        let alone_since = Arc::new(std::sync::Mutex::new(None));
+        if let Some(expiry) = po.idle_expiry {
+            engine.spawn(persistent::expire_when_idle(
+                ctx.clone(),
+                alone_since.clone(),
+                expiry,
+            ));
+        }
+        let p = Arc::new(Persistent {
+            name: po.name,
+            interface,
+            port,
+            engine,
+            hub,
+            ctx,
+            alone_since,
+        });
+        persistent::insert(p.clone());
+        Ok(self.attach_persistent(p))
+    }
+
+    /// Uses persistent server `p`: its hub (with what arrived meanwhile) becomes this
+    /// object's, and this object's platform receives its pushed events.
+    fn attach_persistent(&mut self, p: Arc<Persistent>) -> Value {
+        *p.alone_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.hub = p.hub.clone();
+        self.hub.set_sink(self.sink.clone());
+        self.apply_settings();
+        self.run = Some(Run {
+            interface: p.interface.clone(),
+            port: p.port,
+            ctx: p.ctx.clone(),
+            persistent: Some(p),
+        });
+        self.failed = false;
+        Value::Bool(true)
+    }
+
+    /// Leaves an attached persistent server running, alone from now on.
+    fn detach(&mut self) {
+        if let Some(p) = self.run.take().and_then(|r| r.persistent) {
+            p.hub.set_sink(None);
+            *p.alone_since.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(std::time::Instant::now());
+        }
+        self.hub = self.own_hub.clone();
+    }
+
     /// `Остановить`: every connection closes with 1001 and the port is free on return.
     fn stop(&mut self) {
         self.failed = false;
+        if let Some(p) = self.run.as_ref().and_then(|r| r.persistent.clone()) {
+            // Really stops it: connections close with 1001, the port is free on return.
+            self.detach();
+            persistent::remove(&p.name, p.ctx.options.limits.close_timeout);
+            return;
+        }
         let Some(run) = self.run.take() else { return };
         run.ctx.token.cancel();
         run.ctx.run_tracker.close();
@@ -331,6 +448,7 @@ impl Object for Server {
 
     fn attach(&mut self, ctx: PlatformContext) {
         self.app = ctx.app;
+        self.sink = Some(ctx.sink.clone());
         self.hub.set_sink(Some(ctx.sink));
         self.apply_settings();
     }
@@ -412,6 +530,7 @@ impl Object for Server {
     /// task (connections say 1001), join them within the bound. The port is free after it.
     fn done(&mut self) {
         self.done = true;
+        self.detach();
         self.hub.close();
         if let Some(e) = &self.engine {
             e.shutdown(self.settings.shutdown_timeout);
