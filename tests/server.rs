@@ -756,3 +756,57 @@ fn an_idle_persistent_server_expires() {
     second.call("Остановить", &mut []).unwrap();
     finish(second);
 }
+
+#[test]
+fn pings_keep_live_clients_and_the_idle_timeout_drops_silent_ones() {
+    let _g = serial();
+    let server = create_with("Server", job());
+    server
+        .call(
+            "Настроить",
+            &mut [s(r#"{"ping_interval_ms": 100, "idle_timeout_ms": 400}"#)],
+        )
+        .unwrap();
+    let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+    // A live add-in client answers the pings by itself, so it stays.
+    let live = create_with("Client", job());
+    live.call(
+        "Подключиться",
+        &mut [s(&format!("ws://127.0.0.1:{port}/live"))],
+    )
+    .unwrap();
+    // A raw client completes the handshake and then answers nothing.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::{Read, Write};
+    silent
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 256];
+    assert!(silent.read(&mut buf).unwrap() > 0);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        server.get("КоличествоСоединений").unwrap(),
+        Var::I4(1),
+        "only the live client is left"
+    );
+    assert_eq!(live.get("Статус").unwrap(), Var::I4(1));
+    let mut pongs = 0;
+    let mut idle_close = String::new();
+    let mut ev = [Var::I4(100), Var::Empty, Var::Empty];
+    while server.call("ПолучитьСобытие", &mut ev).unwrap() == Var::Bool(true) {
+        let h = ev[1].as_str().unwrap().to_owned();
+        if h == r#"{"Event":"Pong","Connection":1}"# {
+            pongs += 1;
+        }
+        if h.contains(r#""State":"Close","Connection":2"#) {
+            idle_close = h;
+        }
+    }
+    assert!(pongs >= 5, "pongs from the live client: {pongs}");
+    assert!(
+        idle_close.contains(r#""Code":1001,"Reason":"idle timeout"#),
+        "{idle_close}"
+    );
+    finish(live);
+    finish(server);
+}

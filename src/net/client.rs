@@ -372,6 +372,8 @@ pub async fn run(task: Task) {
         going_away: done.clone(),
         tracker,
         stats: Arc::default(),
+        ping_interval: None,
+        idle_timeout: None,
     };
     let kind = match pump.run(ws).await {
         End::Closed(code, reason) => {

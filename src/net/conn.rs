@@ -63,6 +63,10 @@ pub struct Pump {
     pub tracker: TaskTracker,
     /// Traffic counters.
     pub stats: Arc<Stats>,
+    /// Send a ping this often (`None`: never).
+    pub ping_interval: Option<Duration>,
+    /// End the connection when nothing (message, ping or pong) arrived for this long.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Pump {
@@ -79,18 +83,20 @@ impl Pump {
             going_away,
             tracker,
             stats,
+            ping_interval,
+            idle_timeout,
         } = self;
         let (sink, stream) = ws.split();
         let failure = Arc::new(Mutex::new(None));
-        tracker.spawn(writer(
-            sink,
-            commands,
-            token.clone(),
+        let w = Writer {
+            token: token.clone(),
             going_away,
-            failure.clone(),
-            stats.clone(),
-        ));
-        let end = reader(stream, &hub, conn, &token, &stats).await;
+            failure: failure.clone(),
+            stats: stats.clone(),
+            ping_interval,
+        };
+        tracker.spawn(w.run(sink, commands));
+        let end = reader(stream, &hub, conn, &token, &stats, idle_timeout).await;
         token.cancel();
         match end {
             End::Cancelled => match failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -108,14 +114,21 @@ async fn reader<S>(
     conn: Option<u64>,
     token: &CancellationToken,
     stats: &Stats,
+    idle_timeout: Option<Duration>,
 ) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut close: Option<(u16, String)> = None;
+    // Far enough never to fire when there is no idle timeout.
+    let idle = idle_timeout.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
     loop {
         let msg = tokio::select! {
             _ = token.cancelled() => return End::Cancelled,
+            _ = tokio::time::sleep(idle) => {
+                let ms = idle.as_millis();
+                return End::Closed(1001, format!("idle timeout: nothing received for {ms} ms"));
+            }
             m = stream.next() => m,
         };
         let kind = match msg {
@@ -145,53 +158,73 @@ where
     }
 }
 
-async fn writer<S>(
-    mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut commands: mpsc::Receiver<Command>,
+/// The writer task's settings.
+struct Writer {
     token: CancellationToken,
     going_away: CancellationToken,
     failure: Arc<Mutex<Option<String>>>,
     stats: Arc<Stats>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    loop {
-        let first = tokio::select! {
-            _ = token.cancelled() => break,
-            c = commands.recv() => c,
-        };
-        let Some(mut cmd) = first else { break };
-        // Feed everything already queued, then flush once.
-        let result = loop {
-            let r = match cmd {
-                Command::Send(m) => {
-                    count(&stats.messages_out, &stats.bytes_out, m.len());
-                    sink.feed(m).await
+    ping_interval: Option<Duration>,
+}
+
+impl Writer {
+    async fn run<S>(
+        self,
+        mut sink: SplitSink<WebSocketStream<S>, Message>,
+        mut commands: mpsc::Receiver<Command>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let Writer {
+            token,
+            going_away,
+            failure,
+            stats,
+            ping_interval,
+        } = self;
+        let period = ping_interval.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            let first = tokio::select! {
+                _ = token.cancelled() => break,
+                _ = ticks.tick() => Some(Command::Send(Message::Ping(Vec::new().into()))),
+                c = commands.recv() => c,
+            };
+            let Some(mut cmd) = first else { break };
+            // Feed everything already queued, then flush once.
+            let result = loop {
+                let r = match cmd {
+                    Command::Send(m) => {
+                        if !m.is_ping() {
+                            count(&stats.messages_out, &stats.bytes_out, m.len());
+                        }
+                        sink.feed(m).await
+                    }
+                    Command::Close(code, reason) => {
+                        sink.feed(Message::Close(Some(close_frame(code, &reason))))
+                            .await
+                    }
+                };
+                if r.is_err() {
+                    break r;
                 }
-                Command::Close(code, reason) => {
-                    sink.feed(Message::Close(Some(close_frame(code, &reason))))
-                        .await
+                match commands.try_recv() {
+                    Ok(next) => cmd = next,
+                    Err(_) => break sink.flush().await,
                 }
             };
-            if r.is_err() {
-                break r;
+            if let Err(e) = result {
+                if !matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed) {
+                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                }
+                token.cancel();
+                return;
             }
-            match commands.try_recv() {
-                Ok(next) => cmd = next,
-                Err(_) => break sink.flush().await,
-            }
-        };
-        if let Err(e) = result {
-            if !matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed) {
-                *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
-            }
-            token.cancel();
-            return;
         }
-    }
-    if going_away.is_cancelled() {
-        // Done() or Stop(): tell the peer we are going away, without holding them up long.
-        let bye = Message::Close(Some(close_frame(1001, "")));
-        let _ = tokio::time::timeout(Duration::from_millis(250), sink.send(bye)).await;
+        if going_away.is_cancelled() {
+            // Done() or Stop(): tell the peer we are going away, without holding them up long.
+            let bye = Message::Close(Some(close_frame(1001, "")));
+            let _ = tokio::time::timeout(Duration::from_millis(250), sink.send(bye)).await;
+        }
     }
 }

@@ -51,6 +51,11 @@ pub struct ServerOptions {
     pub subprotocols: Vec<String>,
     /// Required credentials (`auth`: `{"bearer": "…"}` or `{"basic": {"user": …, "password": …}}`).
     pub auth: Option<Auth>,
+    /// Ping every connection this often (`ping_interval_ms`; 0 or absent: never).
+    pub ping_interval: Option<Duration>,
+    /// Close a connection that sent nothing (not even a pong) for this long
+    /// (`idle_timeout_ms`; 0 or absent: never).
+    pub idle_timeout: Option<Duration>,
     /// `persistent`: `{"name": "…", "idle_expiry_ms": N}` keeps the server after the object.
     pub persistent: Option<PersistentOptions>,
 }
@@ -77,6 +82,8 @@ impl Default for ServerOptions {
             paths: Vec::new(),
             subprotocols: Vec::new(),
             auth: None,
+            ping_interval: None,
+            idle_timeout: None,
             persistent: None,
         }
     }
@@ -96,6 +103,12 @@ impl ServerOptions {
                 "max_connections" => o.max_connections = r.number(key, &v, 1, 100_000)? as usize,
                 "handshake_timeout_ms" => o.handshake_timeout = r.millis(key, &v, 600_000)?,
                 "allowed_origins" => o.origins = r.strings(key, &v)?,
+                "ping_interval_ms" => {
+                    o.ping_interval = Some(r.millis(key, &v, 86_400_000)?).filter(|d| !d.is_zero())
+                }
+                "idle_timeout_ms" => {
+                    o.idle_timeout = Some(r.millis(key, &v, 86_400_000)?).filter(|d| !d.is_zero())
+                }
                 "allowed_paths" => o.paths = r.strings(key, &v)?,
                 "subprotocols" => o.subprotocols = r.strings(key, &v)?,
                 "auth" => {
@@ -462,6 +475,8 @@ async fn connection(
         going_away: ctx.token.clone(),
         tracker: ctx.tracker.clone(),
         stats,
+        ping_interval: ctx.options.ping_interval,
+        idle_timeout: ctx.options.idle_timeout,
     };
     let kind = match pump.run(ws).await {
         End::Closed(code, reason) => EventKind::Close { code, reason },
