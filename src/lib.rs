@@ -20,6 +20,7 @@ pub mod error;
 pub mod event;
 pub mod hub;
 pub mod lang;
+pub mod log;
 pub mod net;
 pub mod objects;
 pub mod persistent;

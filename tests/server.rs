@@ -810,3 +810,71 @@ fn pings_keep_live_clients_and_the_idle_timeout_drops_silent_ones() {
     finish(live);
     finish(server);
 }
+
+#[test]
+fn the_log_tells_what_happened_without_message_bodies() {
+    let _g = serial();
+    let pki = TestPki::new();
+    let path = pki.dir.join("server.log");
+    let server = create_with("Server", job());
+    let opts = format!(
+        r#"{{"log_file": "{}", "log_level": "debug", "allowed_paths": ["/ok"]}}"#,
+        path.display()
+    );
+    server.call("Настроить", &mut [s(&opts)]).unwrap();
+    let port = run(&server, &[s("127.0.0.1"), Var::I4(0)]);
+    let c = create_with("Client", job());
+    let refused = c.call(
+        "Подключиться",
+        &mut [s(&format!("ws://127.0.0.1:{port}/no"))],
+    );
+    assert!(refused.is_err());
+    c.call(
+        "Подключиться",
+        &mut [s(&format!("ws://127.0.0.1:{port}/ok"))],
+    )
+    .unwrap();
+    c.call("Отправить", &mut [s("секрет")]).unwrap();
+    assert_eq!(receive(&server, 5000).map(|r| r.1), Some(s("секрет")));
+    c.call("Отключиться", &mut []).unwrap();
+    let t = Instant::now();
+    while server.get("КоличествоСоединений").unwrap() != Var::I4(0)
+        && t.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.call("Остановить", &mut []).unwrap();
+    let log = std::fs::read_to_string(&path).unwrap();
+    for needle in [
+        "listening on 127.0.0.1:",
+        "refused 127.0.0.1:",
+        "HTTP 404",
+        "accepted 1 from 127.0.0.1:",
+        "path /ok",
+        "message in 1: text 12 bytes",
+        "closed 1: 1000",
+        "stopping 127.0.0.1:",
+    ] {
+        assert!(log.contains(needle), "no \"{needle}\" in the log:\n{log}");
+    }
+    assert!(!log.contains("секрет"), "a message body in the log:\n{log}");
+    finish(c);
+    finish(server);
+
+    let server = create_with("Server", job());
+    let err = server
+        .call("Настроить", &mut [s(r#"{"log_level": "всё"}"#)])
+        .unwrap_err();
+    assert!(err.text.contains("error, info или debug"), "{}", err.text);
+    server
+        .call(
+            "Настроить",
+            &mut [s(r#"{"log_file": "/нет/такой/папки/ws.log"}"#)],
+        )
+        .unwrap();
+    let err = server
+        .call("Запустить", &mut [s("127.0.0.1"), Var::I4(0)])
+        .unwrap_err();
+    assert!(err.text.contains("файл журнала"), "{}", err.text);
+    finish(server);
+}

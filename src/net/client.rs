@@ -374,6 +374,7 @@ pub async fn run(task: Task) {
         stats: Arc::default(),
         ping_interval: None,
         idle_timeout: None,
+        log: Arc::default(),
     };
     let kind = match pump.run(ws).await {
         End::Closed(code, reason) => {

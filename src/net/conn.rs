@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::event::{Event, EventKind};
 use crate::hub::Hub;
+use crate::log::{Level, Log};
 use crate::net::{Command, close_frame};
 
 /// Traffic counters of one connection.
@@ -67,6 +68,8 @@ pub struct Pump {
     pub ping_interval: Option<Duration>,
     /// End the connection when nothing (message, ping or pong) arrived for this long.
     pub idle_timeout: Option<Duration>,
+    /// The diagnostic log (messages at debug level).
+    pub log: Arc<Log>,
 }
 
 impl Pump {
@@ -85,6 +88,7 @@ impl Pump {
             stats,
             ping_interval,
             idle_timeout,
+            log,
         } = self;
         let (sink, stream) = ws.split();
         let failure = Arc::new(Mutex::new(None));
@@ -96,7 +100,7 @@ impl Pump {
             ping_interval,
         };
         tracker.spawn(w.run(sink, commands));
-        let end = reader(stream, &hub, conn, &token, &stats, idle_timeout).await;
+        let end = reader(stream, &hub, conn, &token, &stats, idle_timeout, &log).await;
         token.cancel();
         match end {
             End::Cancelled => match failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -115,6 +119,7 @@ async fn reader<S>(
     token: &CancellationToken,
     stats: &Stats,
     idle_timeout: Option<Duration>,
+    log: &Log,
 ) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -154,6 +159,9 @@ where
             }
             Some(Err(e)) => return End::Failed(e.to_string()),
         };
+        if log.enabled(Level::Debug) {
+            log.write(Level::Debug, || describe("in", conn, &kind, log.bodies));
+        }
         hub.publish(Event { conn, kind }, token).await;
     }
 }
@@ -226,5 +234,16 @@ impl Writer {
             let bye = Message::Close(Some(close_frame(1001, "")));
             let _ = tokio::time::timeout(Duration::from_millis(250), sink.send(bye)).await;
         }
+    }
+}
+
+/// A debug-log line for a message: its size, and its body only if asked for.
+fn describe(dir: &str, conn: Option<u64>, kind: &EventKind, bodies: bool) -> String {
+    let id = conn.map_or(String::new(), |c| format!(" {c}"));
+    match kind {
+        EventKind::Text(t) if bodies => format!("message {dir}{id}: text {} bytes: {t}", t.len()),
+        EventKind::Text(t) => format!("message {dir}{id}: text {} bytes", t.len()),
+        EventKind::Binary(b) => format!("message {dir}{id}: binary {} bytes", b.len()),
+        other => format!("{dir}{id}: {other:?}"),
     }
 }

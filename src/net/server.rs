@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::Result;
 use crate::event::{Event, EventKind};
 use crate::hub::Hub;
+use crate::log::{Level, Log};
 use crate::net::Command;
 use crate::net::conn::{End, Pump, Stats};
 use crate::net::options::{Limits, Reader};
@@ -56,6 +57,12 @@ pub struct ServerOptions {
     /// Close a connection that sent nothing (not even a pong) for this long
     /// (`idle_timeout_ms`; 0 or absent: never).
     pub idle_timeout: Option<Duration>,
+    /// `log_file`: the diagnostic log (`None`: no log).
+    pub log_file: Option<String>,
+    /// `log_level`: `error`, `info` (default) or `debug`.
+    pub log_level: Level,
+    /// `log_messages`: message bodies in the debug log.
+    pub log_messages: bool,
     /// `persistent`: `{"name": "…", "idle_expiry_ms": N}` keeps the server after the object.
     pub persistent: Option<PersistentOptions>,
 }
@@ -84,6 +91,9 @@ impl Default for ServerOptions {
             auth: None,
             ping_interval: None,
             idle_timeout: None,
+            log_file: None,
+            log_level: Level::Info,
+            log_messages: false,
             persistent: None,
         }
     }
@@ -103,6 +113,24 @@ impl ServerOptions {
                 "max_connections" => o.max_connections = r.number(key, &v, 1, 100_000)? as usize,
                 "handshake_timeout_ms" => o.handshake_timeout = r.millis(key, &v, 600_000)?,
                 "allowed_origins" => o.origins = r.strings(key, &v)?,
+                "log_file" => o.log_file = Some(r.string(key, &v)?).filter(|f| !f.is_empty()),
+                "log_level" => {
+                    let l = r.string(key, &v)?;
+                    o.log_level = Level::parse(&l).ok_or_else(|| {
+                        r.bad(
+                            format!("«log_level» — error, info или debug, а не «{l}»"),
+                            format!("\"log_level\" is error, info or debug, not \"{l}\""),
+                        )
+                    })?;
+                }
+                "log_messages" => {
+                    o.log_messages = v.as_bool().ok_or_else(|| {
+                        r.bad(
+                            "«log_messages» — Истина или Ложь".into(),
+                            "\"log_messages\" is true or false".into(),
+                        )
+                    })?;
+                }
                 "ping_interval_ms" => {
                     o.ping_interval = Some(r.millis(key, &v, 86_400_000)?).filter(|d| !d.is_zero())
                 }
@@ -270,6 +298,8 @@ pub struct Ctx {
     pub run_tracker: TaskTracker,
     /// This run: cancelled by `Остановить` or `Done()`.
     pub token: CancellationToken,
+    /// The diagnostic log.
+    pub log: Arc<Log>,
 }
 
 impl Ctx {
@@ -402,9 +432,14 @@ async fn handshake(
     tcp: TcpStream,
     ctx: &Ctx,
     full: bool,
-) -> Option<(tokio_tungstenite::WebSocketStream<MaybeTls>, Seen)> {
+) -> std::result::Result<(tokio_tungstenite::WebSocketStream<MaybeTls>, Seen), String> {
     let stream = match &ctx.tls {
-        Some(acceptor) => MaybeTls::ServerTls(Box::new(acceptor.accept(tcp).await.ok()?)),
+        Some(acceptor) => MaybeTls::ServerTls(Box::new(
+            acceptor
+                .accept(tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?,
+        )),
         None => MaybeTls::Plain(tcp),
     };
     let mut seen = None;
@@ -418,8 +453,15 @@ async fn handshake(
     let config = ctx.options.limits.ws_config();
     let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config))
         .await
-        .ok()?;
-    Some((ws, seen?))
+        .map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(r) => format!(
+                "HTTP {} {}",
+                r.status().as_u16(),
+                String::from_utf8_lossy(r.body().as_deref().unwrap_or_default())
+            ),
+            other => other.to_string(),
+        })?;
+    seen.map(|s| (ws, s)).ok_or_else(|| "no request".to_owned())
 }
 
 async fn connection(
@@ -433,7 +475,20 @@ async fn connection(
         _ = ctx.token.cancelled() => return,
         r = tokio::time::timeout(bound, handshake(tcp, &ctx, permit.is_none())) => r,
     };
-    let Ok(Some((ws, seen))) = shaken else { return };
+    let (ws, seen) = match shaken {
+        Ok(Ok(x)) => x,
+        Ok(Err(reason)) => {
+            return ctx
+                .log
+                .write(Level::Info, || format!("refused {addr}: {reason}"));
+        }
+        Err(_) => {
+            let ms = bound.as_millis();
+            return ctx.log.write(Level::Info, || {
+                format!("refused {addr}: no handshake within {ms} ms")
+            });
+        }
+    };
     let id = ctx.conns.next.fetch_add(1, Ordering::SeqCst) + 1;
     let (tx, rx) = mpsc::channel(ctx.options.limits.send_queue);
     let token = ctx.token.child_token();
@@ -451,6 +506,12 @@ async fn connection(
         stats: stats.clone(),
     });
     ctx.conns.lock().insert(id, entry);
+    ctx.log.write(Level::Info, || {
+        format!(
+            "accepted {id} from {addr} path {} subprotocol \"{}\"",
+            seen.path, seen.subprotocol
+        )
+    });
     ctx.hub.connection_started();
     let open = EventKind::Open {
         address: addr.to_string(),
@@ -477,6 +538,7 @@ async fn connection(
         stats,
         ping_interval: ctx.options.ping_interval,
         idle_timeout: ctx.options.idle_timeout,
+        log: ctx.log.clone(),
     };
     let kind = match pump.run(ws).await {
         End::Closed(code, reason) => EventKind::Close { code, reason },
@@ -491,6 +553,15 @@ async fn connection(
         },
     };
     ctx.conns.lock().remove(&id);
+    match &kind {
+        EventKind::Fail { error } => ctx
+            .log
+            .write(Level::Error, || format!("failed {id}: {error}")),
+        EventKind::Close { code, reason } => ctx
+            .log
+            .write(Level::Info, || format!("closed {id}: {code} \"{reason}\"")),
+        _ => {}
+    }
     // Connection events never wait for room, so this cannot block a stopping server.
     ctx.hub
         .publish(

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Names, Result};
 use crate::hub::{DeliveryMode, Hub, HubSettings, whole_number};
 use crate::lang::Lang;
+use crate::log::{Level, Log};
 use crate::net::server::{Connections, Ctx, PersistentOptions, ServerOptions, accept_loop};
 use crate::net::{Command, Queued, queue_command};
 use crate::objects::{Args, Object, receive_event, receive_message};
@@ -164,6 +165,10 @@ impl Server {
             return Ok(self.attach_persistent(p));
         }
         let (cert, key_or_password, password) = (args.str(2), args.str(3), args.str(4));
+        let log = Arc::new(match &self.options.log_file {
+            Some(f) => Log::open(f, self.options.log_level, self.options.log_messages)?,
+            None => Log::default(),
+        });
         let tls = if cert.is_empty() {
             None
         } else {
@@ -204,7 +209,10 @@ impl Server {
             .set_nonblocking(true)
             .map_err(|e| Error::net(e.to_string(), e.to_string()))?;
         if let Some(po) = self.options.persistent.clone() {
-            return self.start_persistent(po, interface, bound, tls, listener);
+            log.write(Level::Info, || {
+                format!("listening on {interface}:{bound} (persistent)")
+            });
+            return self.start_persistent(po, interface, bound, tls, listener, log);
         }
         let hub = self.hub.clone();
         let options = self.options.clone();
@@ -222,9 +230,11 @@ impl Server {
             tracker: engine.tracker.clone(),
             run_tracker: TaskTracker::new(),
             token: engine.token.child_token(),
+            log: log.clone(),
         });
         // The listener counts as a live source for `Принять(0, …)`.
         hub.connection_started();
+        log.write(Level::Info, || format!("listening on {interface}:{bound}"));
         engine.spawn(
             ctx.run_tracker
                 .track_future(accept_loop(listener, ctx.clone())),
@@ -247,6 +257,7 @@ impl Server {
         port: u16,
         tls: Option<TlsAcceptor>,
         listener: std::net::TcpListener,
+        log: Arc<Log>,
     ) -> Result<Value> {
         self.engine()?;
         let engine = Engine::start()?;
@@ -265,6 +276,7 @@ impl Server {
             tracker: engine.tracker.clone(),
             run_tracker: TaskTracker::new(),
             token: engine.token.child_token(),
+            log: log.clone(),
         });
         hub.connection_started();
         engine.spawn(
@@ -329,6 +341,9 @@ impl Server {
             return;
         }
         let Some(run) = self.run.take() else { return };
+        run.ctx.log.write(Level::Info, || {
+            format!("stopping {}:{}", run.interface, run.port)
+        });
         run.ctx.token.cancel();
         run.ctx.run_tracker.close();
         if let Some(e) = &self.engine {
