@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what it needs, checks
 # formatting and lints, builds the add-in with its test-only members, runs the unit tests,
-# the host tests through the C ABI (Rust host and C++ host), and the Rust host suite under
-# valgrind memcheck. Ends with one line "N passed, M failed"; exits non-zero on any failure.
+# the host tests through the C ABI (Rust host and C++ host), the Autobahn conformance cases
+# (reports in target/autobahn/) and the interop peers, and the Rust host suite under valgrind
+# memcheck. Ends with one line "N passed, M failed"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -30,12 +31,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
-# Real peers: Python `websockets` in the project's own venv (pinned).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import websockets' 2>/dev/null; then
-    python3 -m venv .venv || { as_root apt-get install -y -q python3-venv && python3 -m venv .venv; }
-    .venv/bin/pip install -q 'websockets==17.4'
+# Real peers: Python `websockets` and the Autobahn runner `kosoku` in the project's own venv
+# (pinned; kosoku runs the Autobahn TestSuite cases, tests/autobahn.rs).
+py_pins=('websockets==17.4' 'kosoku==0.1.0')
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys, importlib.metadata as m
+sys.exit(any(m.version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))' "${py_pins[@]}" 2>/dev/null; then
+    [ -x .venv/bin/python ] || python3 -m venv .venv ||
+        { as_root apt-get install -y -q python3-venv && python3 -m venv .venv; }
+    .venv/bin/pip install -q "${py_pins[@]}"
 fi
 export WS1C_PYTHON="$root/.venv/bin/python"
+export WS1C_KOSOKU="$root/.venv/bin/kosoku"
 # Node `ws` and playwright-core (which drives Debian's Chromium; it never downloads a browser).
 if [ ! -d tests/peers/node/node_modules/ws ] || [ ! -d tests/peers/node/node_modules/playwright-core ]; then
     (cd tests/peers/node && npm ci --no-audit --no-fund --loglevel=error)

@@ -10,9 +10,15 @@
 //! | fail | `{"Event":"Connection","State":"Fail","Connection":7,"Error":"…"}` | `{"Connection":"Fail","Error":"…"}` |
 //! | reconnecting | `{"Event":"Connection","State":"Reconnecting","Attempt":3,"DelayMs":2000}` | `{}` |
 //! | pong | `{"Event":"Pong"}` (`"Connection"` on the server) | the pong payload as text |
+//! | text with U+0000 | `{"Event":"Message","Type":"Text","Connection":7,"Encoding":"base64"}` | base64 of its UTF-8 |
+//! | pong, not UTF-8 or with a NUL byte | `{"Event":"Pong","Connection":7,"Encoding":"base64"}` | base64 of the payload |
 //! | notify | `{"Event":"Notify","Kind":"Message","Connection":7}` | empty: the event waits for pull |
 //!
 //! `Connection` is the server's connection id; the client omits it.
+//!
+//! `ExternalEvent` takes NUL-terminated strings, so a payload holding U+0000 would arrive cut
+//! at the NUL: such a payload (and a pong that is not UTF-8) goes as base64, flagged by
+//! `"Encoding":"base64"`, in push and pull alike. `Получить` / `Принять` return the text as is.
 
 use base64::Engine;
 use serde_json::{Map, Value as Json, json};
@@ -73,16 +79,25 @@ impl Event {
         matches!(self.kind, EventKind::Text(_) | EventKind::Binary(_))
     }
 
-    /// Header fields in order, with `Connection` third when the event has one.
-    fn header_map(&self, fields: &[(&str, Json)]) -> Map<String, Json> {
+    /// Whether the payload travels as base64 although it is text (see the module docs).
+    fn base64_text(&self) -> bool {
+        match &self.kind {
+            EventKind::Text(t) => t.contains('\0'),
+            EventKind::Pong(p) => p.contains(&0) || std::str::from_utf8(p).is_err(),
+            _ => false,
+        }
+    }
+
+    /// Header fields in order, with `Connection` at `at` (or last) when the event has one.
+    fn header_map(&self, fields: &[(&str, Json)], at: usize) -> Map<String, Json> {
         let mut m = Map::new();
         for (i, (k, v)) in fields.iter().enumerate() {
-            if i == 2 {
+            if i == at {
                 self.put_conn(&mut m);
             }
             m.insert((*k).to_owned(), v.clone());
         }
-        if fields.len() <= 2 {
+        if fields.len() <= at {
             self.put_conn(&mut m);
         }
         m
@@ -96,7 +111,8 @@ impl Event {
 
     /// The one-line JSON header (`Событие`).
     pub fn header(&self) -> String {
-        let fields: Vec<(&str, Json)> = match &self.kind {
+        let mut at = 2;
+        let mut fields: Vec<(&str, Json)> = match &self.kind {
             EventKind::Open { address, path, .. } => vec![
                 ("Event", json!("Connection")),
                 ("State", json!("Open")),
@@ -126,9 +142,15 @@ impl Event {
                 ("Attempt", json!(attempt)),
                 ("DelayMs", json!(delay_ms)),
             ],
-            EventKind::Pong(_) => vec![("Event", json!("Pong"))],
+            EventKind::Pong(_) => {
+                at = 1;
+                vec![("Event", json!("Pong"))]
+            }
         };
-        Json::Object(self.header_map(&fields)).to_string()
+        if self.base64_text() {
+            fields.push(("Encoding", json!("base64")));
+        }
+        Json::Object(self.header_map(&fields, at)).to_string()
     }
 
     /// The payload (`Данные`).
@@ -151,6 +173,9 @@ impl Event {
                 })
                 .to_string()
             }
+            EventKind::Text(t) if self.base64_text() => {
+                base64::engine::general_purpose::STANDARD.encode(t)
+            }
             EventKind::Text(t) => t.clone(),
             EventKind::Binary(b) => base64::engine::general_purpose::STANDARD.encode(b),
             EventKind::Close { code, reason } => {
@@ -158,6 +183,9 @@ impl Event {
             }
             EventKind::Fail { error } => json!({"Connection": "Fail", "Error": error}).to_string(),
             EventKind::Reconnecting { .. } => "{}".to_owned(),
+            EventKind::Pong(p) if self.base64_text() => {
+                base64::engine::general_purpose::STANDARD.encode(p)
+            }
             EventKind::Pong(p) => String::from_utf8_lossy(p).into_owned(),
         }
     }
@@ -170,7 +198,7 @@ impl Event {
             _ => "Connection",
         };
         let fields = [("Event", json!("Notify")), ("Kind", json!(kind))];
-        Json::Object(self.header_map(&fields)).to_string()
+        Json::Object(self.header_map(&fields, 2)).to_string()
     }
 }
 
@@ -258,6 +286,29 @@ mod tests {
             ev(None, EventKind::Pong(b"p".to_vec())).header(),
             r#"{"Event":"Pong"}"#
         );
+    }
+
+    #[test]
+    fn payloads_a_nul_terminated_string_would_cut_go_as_base64() {
+        let text = ev(Some(7), EventKind::Text("a\0б".into()));
+        assert_eq!(
+            text.header(),
+            r#"{"Event":"Message","Type":"Text","Connection":7,"Encoding":"base64"}"#
+        );
+        assert_eq!(text.data(), "YQDQsQ==");
+        let pong = ev(Some(7), EventKind::Pong(vec![0xff, 1]));
+        assert_eq!(
+            pong.header(),
+            r#"{"Event":"Pong","Connection":7,"Encoding":"base64"}"#
+        );
+        assert_eq!(pong.data(), "/wE=");
+        assert_eq!(
+            ev(None, EventKind::Pong(vec![0])).header(),
+            r#"{"Event":"Pong","Encoding":"base64"}"#
+        );
+        let pong = ev(Some(7), EventKind::Pong(b"ok".to_vec()));
+        assert_eq!(pong.header(), r#"{"Event":"Pong","Connection":7}"#);
+        assert_eq!(pong.data(), "ok");
     }
 
     #[test]
