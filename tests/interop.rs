@@ -458,3 +458,104 @@ fn client_with_node_ws_server_over_ws_and_wss() {
         true,
     );
 }
+
+// ----- peers that break the protocol ----------------------------------------------------------
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+/// A text frame whose payload is sent as is, valid UTF-8 or not.
+fn raw_text(payload: &[u8], rsv1: bool) -> Message {
+    let mut f = Frame::message(payload.to_vec(), OpCode::Data(Data::Text), true);
+    f.header_mut().rsv1 = rsv1;
+    Message::Frame(f)
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Reads until the close frame, at most 5 s: its code (`None`: the stream just ended).
+async fn close_code<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<u16>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let read = async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Close(f) = m {
+                return f.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .ok()
+        .flatten()
+}
+
+#[test]
+fn bad_frames_and_limits_fail_the_connection_with_the_rfc_close_code() {
+    let _g = serial();
+    // The Server: a message over its limit, invalid UTF-8, a reserved bit.
+    let cases = [
+        (Message::text("x".repeat(2000)), 1009),
+        (raw_text(&[b'o', b'k', 0xff, 0xfe], false), 1007),
+        (raw_text(b"rsv", true), 1002),
+    ];
+    for (bad, code) in cases {
+        let server = create_with("Server", HostOptions::server());
+        server
+            .call("Настроить", &mut [s(r#"{"max_message_size": 1024}"#)])
+            .unwrap();
+        let mut args = [s("127.0.0.1"), Var::I4(0)];
+        server.call("Запустить", &mut args).unwrap();
+        let port = server.get("Порт").unwrap().as_f64().unwrap() as u16;
+        let got = current_thread().block_on(async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            let url = format!("ws://127.0.0.1:{port}/");
+            let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+            ws.send(bad).await.unwrap();
+            close_code(&mut ws).await
+        });
+        assert_eq!(got, Some(code), "the peer learns why");
+        let (open, _) = next_event(&server, 5000).expect("open");
+        assert_eq!(open["State"], "Open");
+        let (fail, _) = next_event(&server, 5000).expect("fail");
+        assert_eq!(fail["State"], "Fail", "{fail}");
+        finish(server);
+    }
+
+    // The Client: a server that sends invalid UTF-8.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let peer = std::thread::spawn(move || {
+        current_thread().block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (tcp, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+                .await
+                .expect("the client connects")
+                .unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            ws.send(raw_text(&[0xc3, 0x28], false)).await.unwrap();
+            close_code(&mut ws).await
+        })
+    });
+    let c = create_with("Client", HostOptions::server());
+    c.call("Подключиться", &mut [s(&format!("ws://127.0.0.1:{port}/"))])
+        .unwrap();
+    assert_eq!(peer.join().unwrap(), Some(1007), "the server learns why");
+    let fail = std::iter::from_fn(|| next_event(&c, 5000))
+        .find(|(h, _)| h["Event"] == "Connection" && h["State"] != "Open")
+        .expect("a fail event");
+    assert_eq!(fail.0["State"], "Fail", "{}", fail.0);
+    finish(c);
+}

@@ -10,6 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -92,15 +93,20 @@ impl Pump {
         } = self;
         let (sink, stream) = ws.split();
         let failure = Arc::new(Mutex::new(None));
+        let farewell = Arc::new(Mutex::new(None));
         let w = Writer {
             token: token.clone(),
             going_away,
             failure: failure.clone(),
+            farewell: farewell.clone(),
             stats: stats.clone(),
             ping_interval,
         };
         tracker.spawn(w.run(sink, commands));
-        let end = reader(stream, &hub, conn, &token, &stats, idle_timeout, &log).await;
+        let (end, bye) = reader(stream, &hub, conn, &token, &stats, idle_timeout, &log).await;
+        // The reader ended the connection itself (a bad frame, a limit, the idle timeout):
+        // the writer says why in a close frame before the socket goes (RFC 6455 §7.1.7).
+        *farewell.lock().unwrap_or_else(|e| e.into_inner()) = bye;
         token.cancel();
         match end {
             End::Cancelled => match failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -112,6 +118,19 @@ impl Pump {
     }
 }
 
+/// The close code and reason that tell the peer why a read error failed its connection
+/// (RFC 6455 §7.4.1), if there is a peer left to tell.
+fn farewell(e: &WsError) -> Option<(u16, String)> {
+    match e {
+        WsError::Utf8(_) => Some((1007, "invalid UTF-8 in a text message".into())),
+        WsError::Capacity(_) => Some((1009, e.to_string())),
+        // The peer dropped the connection: nobody to tell.
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some((1002, e.to_string())),
+        _ => None,
+    }
+}
+
 async fn reader<S>(
     mut stream: SplitStream<WebSocketStream<S>>,
     hub: &Hub,
@@ -120,7 +139,7 @@ async fn reader<S>(
     stats: &Stats,
     idle_timeout: Option<Duration>,
     log: &Log,
-) -> End
+) -> (End, Option<(u16, String)>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -129,10 +148,11 @@ where
     let idle = idle_timeout.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
     loop {
         let msg = tokio::select! {
-            _ = token.cancelled() => return End::Cancelled,
+            _ = token.cancelled() => return (End::Cancelled, None),
             _ = tokio::time::sleep(idle) => {
                 let ms = idle.as_millis();
-                return End::Closed(1001, format!("idle timeout: nothing received for {ms} ms"));
+                let reason = format!("idle timeout: nothing received for {ms} ms");
+                return (End::Closed(1001, reason.clone()), Some((1001, reason)));
             }
             m = stream.next() => m,
         };
@@ -155,9 +175,9 @@ where
             }
             None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
                 let (code, reason) = close.unwrap_or((1006, String::new()));
-                return End::Closed(code, reason);
+                return (End::Closed(code, reason), None);
             }
-            Some(Err(e)) => return End::Failed(e.to_string()),
+            Some(Err(e)) => return (End::Failed(e.to_string()), farewell(&e)),
         };
         if log.enabled(Level::Debug) {
             log.write(Level::Debug, || describe("in", conn, &kind, log.bodies));
@@ -171,6 +191,8 @@ struct Writer {
     token: CancellationToken,
     going_away: CancellationToken,
     failure: Arc<Mutex<Option<String>>>,
+    /// Set by the reader when it ended the connection: the close frame to send.
+    farewell: Arc<Mutex<Option<(u16, String)>>>,
     stats: Arc<Stats>,
     ping_interval: Option<Duration>,
 }
@@ -187,6 +209,7 @@ impl Writer {
             token,
             going_away,
             failure,
+            farewell,
             stats,
             ping_interval,
         } = self;
@@ -229,9 +252,12 @@ impl Writer {
                 return;
             }
         }
-        if going_away.is_cancelled() {
-            // Done() or Stop(): tell the peer we are going away, without holding them up long.
-            let bye = Message::Close(Some(close_frame(1001, "")));
+        // Done() or Stop(): tell the peer we are going away; a failed read: tell it why. Either
+        // way without holding anyone up long.
+        let bye = farewell.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let bye = bye.or_else(|| going_away.is_cancelled().then(|| (1001, String::new())));
+        if let Some((code, reason)) = bye {
+            let bye = Message::Close(Some(close_frame(code, &reason)));
             let _ = tokio::time::timeout(Duration::from_millis(250), sink.send(bye)).await;
         }
     }
