@@ -4,8 +4,8 @@
 //!
 //! * Server, pull: an echo loop on `Принять` / `Отправить` / `ОтправитьДвоичныеДанные`.
 //! * Server, push: an echo loop on the recorded `ВнешнееСобытие` calls.
-//! * Client: `/getCaseCount`, every `/runCase`, echoing through `Получить` / `Отправить`,
-//!   then `/updateReports`.
+//! * Client, pull and push: `/getCaseCount`, every `/runCase`, echoing through `Получить` /
+//!   `Отправить` (or from the recorded `ВнешнееСобытие` calls), then `/updateReports`.
 //!
 //! Groups 12 and 13 (permessage-deflate) are excluded: the add-in negotiates no extension.
 //! Each run's `index.json` (under `target/autobahn/`) is checked against the expected
@@ -265,6 +265,20 @@ fn echo_to(server: &Obj, id: i32, data: Var) {
     let _ = server.call(method, &mut [Var::I4(id), data]);
 }
 
+/// The message an `ExternalEvent` carries: binary, and text holding U+0000, come as base64.
+fn payload(header: &Json, data: String) -> Var {
+    if header["Encoding"] != "base64" {
+        return Var::Str(data);
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&data)
+        .expect("base64");
+    match header["Type"].as_str() {
+        Some("Text") => Var::Str(String::from_utf8(bytes).expect("UTF-8")),
+        _ => Var::Blob(bytes),
+    }
+}
+
 /// Runs kosoku as the fuzzing client against a server whose echo loop is `step`.
 fn fuzz_server(name: &str, port: u16, step: impl FnMut()) {
     let (out, log) = out_dir(name);
@@ -315,56 +329,67 @@ fn autobahn_server_push_echo() {
                 continue;
             }
             let id = header["Connection"].as_i64().expect("connection id") as i32;
-            // Binary, and text holding U+0000, come as base64.
-            let data = if header["Encoding"] == "base64" {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(&ev.data)
-                    .expect("base64");
-                match header["Type"].as_str() {
-                    Some("Text") => Var::Str(String::from_utf8(bytes).expect("UTF-8")),
-                    _ => Var::Blob(bytes),
-                }
-            } else {
-                Var::Str(ev.data)
-            };
-            echo_to(&server, id, data);
+            echo_to(&server, id, payload(&header, ev.data));
         }
     });
     assert_eq!(server.get("НеДоставлено").unwrap(), Var::I4(0));
     finish_fuzzed(server);
 }
 
+/// Sends `data` back to the client's server, text as text and binary as binary. The server
+/// may have failed the connection already: an error is fine.
+fn echo_back(c: &Obj, data: Var) {
+    let method = if matches!(data, Var::Blob(_)) {
+        "ОтправитьДвоичныеДанные"
+    } else {
+        "Отправить"
+    };
+    let _ = c.call(method, &mut [data]);
+}
+
 /// The client's side of one fuzzing-server connection: connect, echo every message until
-/// the server ends the connection. Returns the messages received.
-fn client_session(c: &Obj, url: &str) -> Vec<Var> {
+/// the server ends the connection (by pull, or from the recorded `ExternalEvent` calls).
+/// Returns the messages received.
+fn client_session(c: &Obj, url: &str, push: bool) -> Vec<Var> {
     let mut got = Vec::new();
     if let Err(e) = c.call("Подключиться", &mut [s(url)]) {
         eprintln!("{url}: {}", e.text);
         return got;
     }
-    loop {
-        let mut args = [Var::I4(30_000), Var::Empty];
-        if c.call("Получить", &mut args).unwrap() != Var::Bool(true) {
-            break;
+    let conn = c.conn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'session: while Instant::now() < deadline {
+        if !push {
+            let mut args = [Var::I4(30_000), Var::Empty];
+            if c.call("Получить", &mut args).unwrap() != Var::Bool(true) {
+                break;
+            }
+            echo_back(c, args[1].clone());
+            got.push(args[1].clone());
+            continue;
         }
-        let method = if matches!(args[1], Var::Blob(_)) {
-            "ОтправитьДвоичныеДанные"
-        } else {
-            "Отправить"
-        };
-        // The server may have failed the connection already.
-        let _ = c.call(method, &mut [args[1].clone()]);
-        got.push(args[1].clone());
+        if !conn.wait_events(1, Duration::from_millis(50)) {
+            continue;
+        }
+        for ev in conn.take_events() {
+            let header: Json = serde_json::from_str(&ev.message).expect("event header");
+            if header["Event"] == "Message" {
+                let data = payload(&header, ev.data);
+                echo_back(c, data.clone());
+                got.push(data);
+            } else if header["Event"] == "Connection" && header["State"] != "Open" {
+                break 'session;
+            }
+        }
     }
-    // A timeout (the server never ended it) or the end: leave it closed either way.
+    // The end, or a server that never ended it: leave it closed either way.
     c.call("Отключиться", &mut []).unwrap();
     got
 }
 
-#[test]
-fn autobahn_client_echo() {
-    let _g = serial();
-    let (out, log) = out_dir("client");
+/// Runs kosoku as the fuzzing server for a client that echoes by pull or push.
+fn fuzz_client(name: &str, push: bool) {
+    let (out, log) = out_dir(name);
     let start = Instant::now();
     let mut k = Kosoku::start(
         &["-m", "fuzzingserver", "127.0.0.1:0"],
@@ -391,24 +416,45 @@ fn autobahn_client_echo() {
     let base = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("kosoku fuzzingserver did not start");
-    let c = create_with("Client", HostOptions::server());
-    let count = client_session(&c, &format!("{base}/getCaseCount"));
+    let c = if push {
+        let c = create_with("Client", HostOptions::default());
+        c.set("РежимДоставки", s("События")).unwrap();
+        c
+    } else {
+        create_with("Client", HostOptions::server())
+    };
+    let count = client_session(&c, &format!("{base}/getCaseCount"), push);
     let count: usize = match count.as_slice() {
         [Var::Str(n)] => n.parse().expect("case count"),
         other => panic!("/getCaseCount answered {other:?}"),
     };
     assert_eq!(count, CASES);
     for n in 1..=count {
-        assert!(start.elapsed() < RUN_BOUND, "client cases took too long");
-        client_session(&c, &format!("{base}/runCase?case={n}&agent=ws1c"));
+        assert!(start.elapsed() < RUN_BOUND, "{name}: cases took too long");
+        client_session(&c, &format!("{base}/runCase?case={n}&agent=ws1c"), push);
     }
-    client_session(&c, &format!("{base}/updateReports?agent=ws1c"));
+    client_session(&c, &format!("{base}/updateReports?agent=ws1c"), push);
     assert!(
         k.run_while(start, || std::thread::sleep(Duration::from_millis(50))),
-        "kosoku did not end after /updateReports"
+        "{name}: kosoku did not end after /updateReports"
     );
     let _ = relay.join();
     let took = start.elapsed();
+    if push {
+        assert_eq!(c.get("НеДоставлено").unwrap(), Var::I4(0));
+    }
     finish_fuzzed(c);
-    check("client", &out, "expected-client.json", took);
+    check(name, &out, "expected-client.json", took);
+}
+
+#[test]
+fn autobahn_client_pull_echo() {
+    let _g = serial();
+    fuzz_client("client-pull", false);
+}
+
+#[test]
+fn autobahn_client_push_echo() {
+    let _g = serial();
+    fuzz_client("client-push", true);
 }
