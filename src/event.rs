@@ -88,16 +88,16 @@ impl Event {
         }
     }
 
-    /// Header fields in order, with `Connection` at `at` (or last) when the event has one.
-    fn header_map(&self, fields: &[(&str, Json)], at: usize) -> Map<String, Json> {
+    /// Header fields in order, with `Connection` third when the event has one.
+    fn header_map(&self, fields: &[(&str, Json)]) -> Map<String, Json> {
         let mut m = Map::new();
         for (i, (k, v)) in fields.iter().enumerate() {
-            if i == at {
+            if i == 2 {
                 self.put_conn(&mut m);
             }
             m.insert((*k).to_owned(), v.clone());
         }
-        if fields.len() <= at {
+        if fields.len() <= 2 {
             self.put_conn(&mut m);
         }
         m
@@ -111,8 +111,7 @@ impl Event {
 
     /// The one-line JSON header (`Событие`).
     pub fn header(&self) -> String {
-        let mut at = 2;
-        let mut fields: Vec<(&str, Json)> = match &self.kind {
+        let fields: Vec<(&str, Json)> = match &self.kind {
             EventKind::Open { address, path, .. } => vec![
                 ("Event", json!("Connection")),
                 ("State", json!("Open")),
@@ -142,15 +141,13 @@ impl Event {
                 ("Attempt", json!(attempt)),
                 ("DelayMs", json!(delay_ms)),
             ],
-            EventKind::Pong(_) => {
-                at = 1;
-                vec![("Event", json!("Pong"))]
-            }
+            EventKind::Pong(_) => vec![("Event", json!("Pong"))],
         };
+        let mut m = self.header_map(&fields);
         if self.base64_text() {
-            fields.push(("Encoding", json!("base64")));
+            m.insert("Encoding".into(), json!("base64"));
         }
-        Json::Object(self.header_map(&fields, at)).to_string()
+        Json::Object(m).to_string()
     }
 
     /// The payload (`Данные`).
@@ -198,7 +195,7 @@ impl Event {
             _ => "Connection",
         };
         let fields = [("Event", json!("Notify")), ("Kind", json!(kind))];
-        Json::Object(self.header_map(&fields, 2)).to_string()
+        Json::Object(self.header_map(&fields)).to_string()
     }
 }
 
