@@ -2,12 +2,15 @@
 
 use std::sync::{Arc, OnceLock};
 
-use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, ServerConfig};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 
 use crate::error::{Error, Result};
+use crate::net::options::{Roots, TlsOptions};
 
 fn provider() -> Arc<CryptoProvider> {
     static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
@@ -47,33 +50,166 @@ fn tls_error(e: rustls::Error) -> Error {
     )
 }
 
-fn build(extra: Vec<CertificateDer<'static>>) -> Result<Arc<ClientConfig>> {
-    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider())
-        .map_err(tls_error)?;
-    let config = ClientConfig::builder_with_provider(provider())
+/// `tls.insecure`: accepts any certificate. Handshake signatures are still checked, so the
+/// connection is encrypted, but the peer is not authenticated: anyone in the middle can read it.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn store_of(certs: Vec<CertificateDer<'static>>, path: &str) -> Result<RootCertStore> {
+    let mut store = RootCertStore::empty();
+    for c in certs {
+        store.add(c).map_err(|e| {
+            Error::net(
+                format!("Сертификат из «{path}» не подходит как корневой: {e}"),
+                format!("A certificate of \"{path}\" cannot be a root: {e}"),
+            )
+        })?;
+    }
+    Ok(store)
+}
+
+fn verifier(t: &TlsOptions) -> Result<Arc<dyn ServerCertVerifier>> {
+    if t.insecure {
+        return Ok(Arc::new(NoVerification(provider())));
+    }
+    let extra = match &t.ca_file {
+        Some(path) => load_certs(path)?,
+        None => Vec::new(),
+    };
+    let store = match &t.roots {
+        Roots::System => {
+            let v = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider())
+                .map_err(tls_error)?;
+            return Ok(Arc::new(v));
+        }
+        Roots::Webpki => {
+            let mut store = RootCertStore::empty();
+            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let more = store_of(extra, t.ca_file.as_deref().unwrap_or_default())?;
+            store.roots.extend(more.roots);
+            store
+        }
+        Roots::File(path) => {
+            let mut store = store_of(load_certs(path)?, path)?;
+            let more = store_of(extra, t.ca_file.as_deref().unwrap_or_default())?;
+            store.roots.extend(more.roots);
+            store
+        }
+    };
+    let v = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
+        .build()
+        .map_err(|e| {
+            Error::net(
+                format!("Ошибка настройки проверки сертификатов: {e}"),
+                format!("Certificate verification setup error: {e}"),
+            )
+        })?;
+    Ok(v)
+}
+
+/// The client's own certificate and key, if `tls` names them.
+fn client_identity(
+    t: &TlsOptions,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>> {
+    if let Some(pfx) = &t.pfx_file {
+        return load_pfx(pfx, &t.password).map(Some);
+    }
+    let Some(cert) = &t.cert_file else {
+        return Ok(None);
+    };
+    let key_file = t.key_file.as_deref().unwrap_or(cert);
+    Ok(Some((load_certs(cert)?, load_key(key_file, &t.password)?)))
+}
+
+/// The client configuration for `tls`: the roots it names (by default the platform's
+/// trusted roots, verified by the OS facilities where there are some, by webpki over the
+/// system store on Linux) plus `ca_file`, or no verification with `insecure`; the client
+/// certificate if given. TLS 1.2 and 1.3; SNI and hostname verification on.
+pub fn client_config(t: &TlsOptions) -> Result<Arc<ClientConfig>> {
+    let plain = *t == TlsOptions::default();
+    // Loading the system store takes milliseconds: build the default once.
+    static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    if plain && let Some(c) = DEFAULT.get() {
+        return Ok(c.clone());
+    }
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+        .with_custom_certificate_verifier(verifier(t)?);
+    let config = match client_identity(t)? {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| {
+            Error::net(
+                format!(
+                    "Клиентский сертификат и ключ не подходят друг другу или не поддерживаются: {e}"
+                ),
+                format!("The client certificate and key do not match or are not supported: {e}"),
+            )
+        })?,
+    };
+    let config = Arc::new(config);
+    if plain {
+        return Ok(DEFAULT.get_or_init(|| config).clone());
+    }
+    Ok(config)
 }
 
-/// The client configuration: the platform's trusted roots (verified by the OS facilities
-/// where there are some, by webpki over the system store on Linux), plus `ca_file` if
-/// given. TLS 1.2 and 1.3; SNI and hostname verification on.
-pub fn client_config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>> {
-    match ca_file {
-        Some(path) => build(load_certs(path)?),
-        None => {
-            // Loading the system store takes milliseconds: build the default once.
-            static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-            if let Some(c) = DEFAULT.get() {
-                return Ok(c.clone());
-            }
-            let c = build(Vec::new())?;
-            Ok(DEFAULT.get_or_init(|| c).clone())
-        }
+/// Subject and issuer of a DER certificate, for the diagnostic log.
+pub fn describe_cert(der: &[u8]) -> String {
+    use x509_cert::der::Decode;
+    match x509_cert::Certificate::from_der(der) {
+        Ok(c) => format!(
+            "subject \"{}\", issuer \"{}\"",
+            c.tbs_certificate().subject(),
+            c.tbs_certificate().issuer()
+        ),
+        Err(e) => format!("unparsable certificate ({e})"),
     }
 }
 

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -68,13 +70,17 @@ pub struct Pump {
     pub ping_interval: Option<Duration>,
     /// End the connection when nothing (message, ping or pong) arrived for this long.
     pub idle_timeout: Option<Duration>,
+    /// With `ping_interval`: fail the connection when nothing (a pong included) arrived for
+    /// `ping_interval + pong_timeout`, i.e. the peer let a ping go unanswered this long.
+    pub pong_timeout: Option<Duration>,
     /// The diagnostic log (messages at debug level).
     pub log: Arc<Log>,
 }
 
 impl Pump {
-    /// Runs the reader here and the writer as a tracked task until the connection ends.
-    pub async fn run<S>(self, ws: WebSocketStream<S>) -> End
+    /// Runs the reader here and the writer as a tracked task until the connection ends;
+    /// gives back the command queue (with whatever is still in it) once the writer is gone.
+    pub async fn run<S>(self, ws: WebSocketStream<S>) -> (End, Option<mpsc::Receiver<Command>>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -88,6 +94,7 @@ impl Pump {
             stats,
             ping_interval,
             idle_timeout,
+            pong_timeout,
             log,
         } = self;
         let (sink, stream) = ws.split();
@@ -99,17 +106,33 @@ impl Pump {
             stats: stats.clone(),
             ping_interval,
         };
-        tracker.spawn(w.run(sink, commands));
-        let end = reader(stream, &hub, conn, &token, &stats, idle_timeout, &log).await;
+        let writer = tracker.spawn(w.run(sink, commands));
+        let silence = Silence {
+            idle: idle_timeout,
+            unanswered: ping_interval.zip(pong_timeout).map(|(i, t)| i + t),
+        };
+        let end = reader(stream, &hub, conn, &token, &stats, silence, &log).await;
         token.cancel();
-        match end {
+        // The writer leaves at once on cancellation (its writes race the token).
+        let commands = writer.await.ok();
+        let end = match end {
             End::Cancelled => match failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 Some(error) => End::Failed(error),
                 None => End::Cancelled,
             },
             other => other,
-        }
+        };
+        (end, commands)
     }
+}
+
+/// How long the reader tolerates silence.
+#[derive(Clone, Copy)]
+struct Silence {
+    /// Close (1001) after this long.
+    idle: Option<Duration>,
+    /// Fail after this long: a ping went unanswered.
+    unanswered: Option<Duration>,
 }
 
 async fn reader<S>(
@@ -118,24 +141,38 @@ async fn reader<S>(
     conn: Option<u64>,
     token: &CancellationToken,
     stats: &Stats,
-    idle_timeout: Option<Duration>,
+    silence: Silence,
     log: &Log,
 ) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut close: Option<(u16, String)> = None;
-    // Far enough never to fire when there is no idle timeout.
-    let idle = idle_timeout.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+    // Far enough never to fire when there is no such timeout.
+    let never = Duration::from_secs(100 * 365 * 86_400);
+    let idle = silence.idle.unwrap_or(never);
+    let unanswered = silence.unanswered.unwrap_or(never);
+    // Silence is counted from the last frame read, or from the end of the last wait for
+    // room in the hub: while the hub applies back-pressure nothing is read, and a pong that
+    // sits unread in the socket must not count as missing.
+    let mut last = Instant::now();
     loop {
         let msg = tokio::select! {
+            biased;
             _ = token.cancelled() => return End::Cancelled,
-            _ = tokio::time::sleep(idle) => {
+            m = stream.next() => m,
+            _ = tokio::time::sleep_until(last + idle) => {
                 let ms = idle.as_millis();
                 return End::Closed(1001, format!("idle timeout: nothing received for {ms} ms"));
             }
-            m = stream.next() => m,
+            _ = tokio::time::sleep_until(last + unanswered) => {
+                let ms = unanswered.as_millis();
+                return End::Failed(format!(
+                    "no answer to ping: nothing received from the peer for {ms} ms (ping_interval_ms + pong_timeout_ms)"
+                ));
+            }
         };
+        last = Instant::now();
         let kind = match msg {
             Some(Ok(Message::Text(t))) => {
                 count(&stats.messages_in, &stats.bytes_in, t.len());
@@ -163,6 +200,7 @@ where
             log.write(Level::Debug, || describe("in", conn, &kind, log.bodies));
         }
         hub.publish(Event { conn, kind }, token).await;
+        last = Instant::now();
     }
 }
 
@@ -180,7 +218,8 @@ impl Writer {
         self,
         mut sink: SplitSink<WebSocketStream<S>, Message>,
         mut commands: mpsc::Receiver<Command>,
-    ) where
+    ) -> mpsc::Receiver<Command>
+    where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let Writer {
@@ -199,34 +238,41 @@ impl Writer {
                 c = commands.recv() => c,
             };
             let Some(mut cmd) = first else { break };
-            // Feed everything already queued, then flush once.
-            let result = loop {
-                let r = match cmd {
-                    Command::Send(m) => {
-                        if !m.is_ping() {
-                            count(&stats.messages_out, &stats.bytes_out, m.len());
+            // Feed everything already queued, then flush once. A peer that stops reading
+            // blocks these writes for good: the token cuts them short.
+            let batch = async {
+                loop {
+                    let r = match cmd {
+                        Command::Send(m) => {
+                            if !m.is_ping() {
+                                count(&stats.messages_out, &stats.bytes_out, m.len());
+                            }
+                            sink.feed(m).await
                         }
-                        sink.feed(m).await
+                        Command::Close(code, reason) => {
+                            sink.feed(Message::Close(Some(close_frame(code, &reason))))
+                                .await
+                        }
+                    };
+                    if r.is_err() {
+                        break r;
                     }
-                    Command::Close(code, reason) => {
-                        sink.feed(Message::Close(Some(close_frame(code, &reason))))
-                            .await
+                    match commands.try_recv() {
+                        Ok(next) => cmd = next,
+                        Err(_) => break sink.flush().await,
                     }
-                };
-                if r.is_err() {
-                    break r;
                 }
-                match commands.try_recv() {
-                    Ok(next) => cmd = next,
-                    Err(_) => break sink.flush().await,
-                }
+            };
+            let result = tokio::select! {
+                _ = token.cancelled() => break,
+                r = batch => r,
             };
             if let Err(e) = result {
                 if !matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed) {
                     *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                 }
                 token.cancel();
-                return;
+                return commands;
             }
         }
         if going_away.is_cancelled() {
@@ -234,6 +280,7 @@ impl Writer {
             let bye = Message::Close(Some(close_frame(1001, "")));
             let _ = tokio::time::timeout(Duration::from_millis(250), sink.send(bye)).await;
         }
+        commands
     }
 }
 
