@@ -1,10 +1,12 @@
 //! TLS configuration (rustls with the ring provider, passed explicitly).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -166,38 +168,89 @@ fn client_identity(
     Ok(Some((load_certs(cert)?, load_key(key_file, &t.password)?)))
 }
 
+/// The client certificate side of a connection: offers the configured certificate, if
+/// any, and remembers whether the server asked for one, so that a refusal without a
+/// certificate can be named as such (under TLS 1.3 the server checks after the handshake and
+/// may just hang up).
+#[derive(Debug)]
+pub struct ClientAuth {
+    identity: Option<Arc<CertifiedKey>>,
+    asked: AtomicBool,
+}
+
+impl ClientAuth {
+    /// The server asked for a client certificate and we had none.
+    pub fn asked_without_certificate(&self) -> bool {
+        self.identity.is_none() && self.asked.load(Ordering::Relaxed)
+    }
+}
+
+impl ResolvesClientCert for ClientAuth {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        self.identity.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        // Also without a certificate: resolve() must be asked so that we learn the server
+        // wanted one (we then answer with an empty certificate list).
+        true
+    }
+}
+
+fn identity(t: &TlsOptions) -> Result<Option<Arc<CertifiedKey>>> {
+    let Some((chain, key)) = client_identity(t)? else {
+        return Ok(None);
+    };
+    let mismatch = |e: rustls::Error| {
+        Error::net(
+            format!(
+                "Клиентский сертификат и ключ не подходят друг другу или не поддерживаются: {e}"
+            ),
+            format!("The client certificate and key do not match or are not supported: {e}"),
+        )
+    };
+    let key = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(mismatch)?;
+    let ck = CertifiedKey::new(chain, key);
+    ck.keys_match().map_err(mismatch)?;
+    Ok(Some(Arc::new(ck)))
+}
+
 /// The client configuration for `tls`: the roots it names (by default the platform's
 /// trusted roots, verified by the OS facilities where there are some, by webpki over the
 /// system store on Linux) plus `ca_file`, or no verification with `insecure`; the client
-/// certificate if given. TLS 1.2 and 1.3; SNI and hostname verification on.
-pub fn client_config(t: &TlsOptions) -> Result<Arc<ClientConfig>> {
-    let plain = *t == TlsOptions::default();
-    // Loading the system store takes milliseconds: build the default once.
-    static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    if plain && let Some(c) = DEFAULT.get() {
-        return Ok(c.clone());
-    }
-    let builder = ClientConfig::builder_with_provider(provider())
+/// certificate if given. TLS 1.2 and 1.3; SNI and hostname verification on. Built per
+/// connection (cheap) around a verifier that is cached for the default roots (loading the
+/// system store takes milliseconds).
+pub fn client_config(t: &TlsOptions) -> Result<(Arc<ClientConfig>, Arc<ClientAuth>)> {
+    static DEFAULT: OnceLock<Arc<dyn ServerCertVerifier>> = OnceLock::new();
+    let default_roots = t.roots == Roots::System && t.ca_file.is_none() && !t.insecure;
+    let verifier = match DEFAULT.get() {
+        Some(v) if default_roots => v.clone(),
+        _ if default_roots => {
+            let v = verifier(t)?;
+            DEFAULT.get_or_init(|| v).clone()
+        }
+        _ => verifier(t)?,
+    };
+    let auth = Arc::new(ClientAuth {
+        identity: identity(t)?,
+        asked: AtomicBool::new(false),
+    });
+    let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?
         .dangerous()
-        .with_custom_certificate_verifier(verifier(t)?);
-    let config = match client_identity(t)? {
-        None => builder.with_no_client_auth(),
-        Some((chain, key)) => builder.with_client_auth_cert(chain, key).map_err(|e| {
-            Error::net(
-                format!(
-                    "Клиентский сертификат и ключ не подходят друг другу или не поддерживаются: {e}"
-                ),
-                format!("The client certificate and key do not match or are not supported: {e}"),
-            )
-        })?,
-    };
-    let config = Arc::new(config);
-    if plain {
-        return Ok(DEFAULT.get_or_init(|| config).clone());
-    }
-    Ok(config)
+        .with_custom_certificate_verifier(verifier)
+        .with_client_cert_resolver(auth.clone());
+    Ok((Arc::new(config), auth))
 }
 
 /// Subject and issuer of a DER certificate, for the diagnostic log.

@@ -14,6 +14,7 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::{ProtocolError, SubProtocolError};
 use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
 use tokio_util::sync::CancellationToken;
@@ -183,7 +184,39 @@ fn connect_error(t: &Target, e: &std::io::Error) -> Error {
     }
 }
 
+/// A TLS alert that means the server wants (another) client certificate.
+fn client_cert_refused(e: &std::io::Error) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::AlertReceived(
+            A::CertificateRequired
+                | A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateUnknown
+                | A::AccessDenied
+                | A::HandshakeFailure
+        ))
+    )
+}
+
+fn client_cert_error(t: &Target, e: &std::io::Error) -> Error {
+    Error::net(
+        format!(
+            "Ошибка TLS при подключении к {}:{}: сервер не принял клиентский сертификат или требует его (tls.cert_file / tls.pfx_file): {e}",
+            t.host, t.port
+        ),
+        format!(
+            "TLS error connecting to {}:{}: the server refused the client certificate or requires one (tls.cert_file / tls.pfx_file): {e}",
+            t.host, t.port
+        ),
+    )
+}
+
 fn tls_error(t: &Target, e: &std::io::Error) -> Error {
+    if client_cert_refused(e) {
+        return client_cert_error(t, e);
+    }
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     let (ru, en) = match inner {
         Some(rustls::Error::InvalidCertificate(c)) => {
@@ -221,8 +254,11 @@ fn tls_error(t: &Target, e: &std::io::Error) -> Error {
     )
 }
 
-fn handshake_error(e: WsError) -> Error {
+fn handshake_error(t: &Target, e: WsError) -> Error {
     match e {
+        // TLS 1.3: the server checks the client certificate after the handshake, so its
+        // refusal arrives as an alert while we read the HTTP answer.
+        WsError::Io(io) if client_cert_refused(&io) => client_cert_error(t, &io),
         WsError::Http(resp) => {
             let s = resp.status();
             let reason = s.canonical_reason().unwrap_or("");
@@ -235,6 +271,22 @@ fn handshake_error(e: WsError) -> Error {
                     "The server refused the WebSocket handshake: HTTP {} {reason}",
                     s.as_u16()
                 ),
+            )
+        }
+        WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(sub)) => {
+            let (ru, en) = match sub {
+                SubProtocolError::NoSubProtocol => (
+                    "сервер не выбрал ни один из предложенных подпротоколов (subprotocols)",
+                    "the server accepted none of the offered subprotocols (subprotocols)",
+                ),
+                _ => (
+                    "сервер выбрал подпротокол, который не предлагался",
+                    "the server chose a subprotocol that was not offered",
+                ),
+            };
+            Error::net(
+                format!("Ошибка рукопожатия WebSocket: {ru}"),
+                format!("WebSocket handshake failed: {en}"),
             )
         }
         other => Error::net(
@@ -302,8 +354,10 @@ async fn open_tcp(t: &Target, o: &ClientOptions, log: &Log) -> Result<(TcpStream
 
 async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Established> {
     let (tcp, peer) = open_tcp(t, o, log).await?;
+    let mut auth = None;
     let stream = if t.tls {
-        let config = tls::client_config(&o.tls)?;
+        let (config, a) = tls::client_config(&o.tls)?;
+        auth = Some(a.clone());
         let name = ServerName::try_from(t.host.clone()).map_err(|_| {
             Error::net(
                 format!("Неверное имя узла «{}»", t.host),
@@ -314,9 +368,12 @@ async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Establish
             .connect(name, tcp)
             .await
             .map_err(|e| {
-                let err = tls_error(t, &e);
                 log.write(Level::Error, || format!("tls failed: {e}"));
-                err
+                if a.asked_without_certificate() {
+                    client_cert_error(t, &e)
+                } else {
+                    tls_error(t, &e)
+                }
             })?;
         log.write(Level::Info, || {
             let (_, c) = tls.get_ref();
@@ -343,7 +400,7 @@ async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Establish
         .url
         .as_str()
         .into_client_request()
-        .map_err(handshake_error)?;
+        .map_err(|e| handshake_error(t, e))?;
     for (k, v) in &o.headers {
         let name = HeaderName::from_bytes(k.as_bytes());
         let value = HeaderValue::from_str(v);
@@ -370,7 +427,12 @@ async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Establish
             .await
             .map_err(|e| {
                 log.write(Level::Error, || format!("handshake failed: {e}"));
-                handshake_error(e)
+                match (e, &auth) {
+                    (WsError::Io(io), Some(a)) if a.asked_without_certificate() => {
+                        client_cert_error(t, &io)
+                    }
+                    (e, _) => handshake_error(t, e),
+                }
             })?;
     log.write(Level::Info, || {
         let headers: Vec<String> = resp
@@ -390,12 +452,7 @@ async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Establish
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    if !subprotocol.is_empty() && !o.subprotocols.contains(&subprotocol) {
-        return Err(Error::net(
-            format!("Сервер выбрал подпротокол «{subprotocol}», который не предлагался"),
-            format!("The server chose the subprotocol \"{subprotocol}\", which was not offered"),
-        ));
-    }
+    // tungstenite itself refuses a subprotocol that was not offered.
     Ok(Established {
         ws,
         peer,

@@ -194,6 +194,11 @@ where
                 let (code, reason) = close.unwrap_or((1006, String::new()));
                 return End::Closed(code, reason);
             }
+            // A TLS peer that vanished (no close_notify) is the same as a plain one: 1006.
+            Some(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                let (code, reason) = close.unwrap_or((1006, String::new()));
+                return End::Closed(code, reason);
+            }
             Some(Err(e)) => return End::Failed(e.to_string()),
         };
         if log.enabled(Level::Debug) {

@@ -89,6 +89,14 @@ fn socks_error(p: &Proxy, host: &str, port: u16, e: tokio_socks::Error) -> Error
         E::PasswordAuthFailure(_) | E::AuthorizationRequired | E::NoAcceptableAuthMethods => {
             bad_credentials(p)
         }
+        // Some proxies (pproxy among them) hang up on a wrong password without a reply.
+        E::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof && p.auth.is_some() => {
+            proxy_error(
+                p,
+                "прокси закрыл соединение при проверке логина: вероятно, неверный логин или пароль прокси",
+                "the proxy hung up while checking the login: probably a wrong proxy user name or password",
+            )
+        }
         E::ConnectionRefused
         | E::HostUnreachable
         | E::NetworkUnreachable

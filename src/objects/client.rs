@@ -181,6 +181,8 @@ impl Client {
             }
         }
         c.token.cancel();
+        // Reconnecting: the back-off ends at the token; the status is settled on return.
+        c.shared.wait_finished(Duration::from_secs(1));
     }
 
     fn send(&mut self, msg: Message) -> Result<()> {
