@@ -469,7 +469,7 @@ fn reconnects_after_the_server_is_killed_five_times() {
     let opts = r#"{"reconnect": {"enabled": true, "min_delay_ms": 100, "max_delay_ms": 400}}"#;
     connect(&c, &url, opts).unwrap();
     let mut log: Vec<(String, String)> = Vec::new();
-    let mut collect_until = |c: &Obj, last: &str, log: &mut Vec<(String, String)>| {
+    let collect_until = |c: &Obj, last: &str, log: &mut Vec<(String, String)>| {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             assert!(Instant::now() < deadline, "no {last}: {log:?}");
