@@ -30,10 +30,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
-# Real peers: Python `websockets` in the project's own venv (pinned).
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import websockets' 2>/dev/null; then
+# Real peers: Python `websockets` and the `pproxy` HTTP/SOCKS proxy in the project's own
+# venv (pinned).
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import websockets, pproxy' 2>/dev/null; then
     python3 -m venv .venv || { as_root apt-get install -y -q python3-venv && python3 -m venv .venv; }
-    .venv/bin/pip install -q 'websockets==17.4'
+    .venv/bin/pip install -q 'websockets==17.4' 'pproxy==2.7.9'
 fi
 export WS1C_PYTHON="$root/.venv/bin/python"
 # Node `ws` and playwright-core (which drives Debian's Chromium; it never downloads a browser).
