@@ -164,7 +164,10 @@ fn the_package_is_what_1c_loads() {
     assert_eq!(bytes[4], 2, "64-bit ELF");
     assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), 62, "x86_64");
     let glibc = highest_glibc(&lib).expect("GLIBC symbol versions");
-    assert!(glibc <= vec![2, 17], "needs GLIBC_{glibc:?}, more than 2.17");
+    assert!(
+        glibc <= vec![2, 17],
+        "needs GLIBC_{glibc:?}, more than 2.17"
+    );
     let sections = tool("readelf", &["-S", "-W"], &lib);
     assert!(!sections.contains(".symtab"), "not stripped");
     assert!(!sections.contains(".debug_"), "debug info left in");
@@ -211,10 +214,7 @@ fn the_package_is_what_1c_loads() {
         );
         client.call("Отправить", &mut [s("из архива")]).unwrap();
         let mut args = [Var::I4(5000), Var::I4(0), s("")];
-        assert_eq!(
-            server.call("Принять", &mut args).unwrap(),
-            Var::Bool(true)
-        );
+        assert_eq!(server.call("Принять", &mut args).unwrap(), Var::Bool(true));
         assert_eq!(args[2], s("из архива"));
         let err = client.call("Подключиться", &mut [s(&url)]).unwrap_err();
         assert!(
