@@ -27,7 +27,11 @@ GLIBC_MAX=2.17
 tools="${WS1C_TOOLS:-$root/.tools}"
 dist="$root/dist"
 zip_path="$dist/WebSocket.zip"
+stage="$dist/stage"
 start=$(date +%s)
+# A failed run leaves no archive behind, never a stale one.
+rm -f "$zip_path"
+trap 'rm -rf "$stage"' EXIT
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 
@@ -61,7 +65,6 @@ echo "building the add-in for $TARGET (glibc $GLIBC_MAX)"
 cargo zigbuild --release --locked -p ws1c-abi --target "$TARGET.$GLIBC_MAX"
 built="$root/target/$TARGET/release/libwebsocket1c.so"
 
-stage="$dist/stage"
 rm -rf "$stage"
 mkdir -p "$stage"
 linux="$stage/websocket1c_linux_x86_64.so"
@@ -127,7 +130,6 @@ with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
 os.replace(tmp, out)
 print("\n".join(lines))
 PY
-rm -rf "$stage"
 
 echo
 echo "$zip_path: $(stat -c %s "$zip_path") bytes"
