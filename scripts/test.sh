@@ -2,7 +2,10 @@
 # Runs every test of the project on a fresh machine: installs what it needs, checks
 # formatting and lints, builds the add-in with its test-only members, runs the unit tests,
 # the host tests through the C ABI (Rust host and C++ host), and the Rust host suite under
-# valgrind memcheck. Ends with one line "N passed, M failed"; exits non-zero on any failure.
+# valgrind memcheck; then builds the package a 1C developer receives (manifest/package.sh:
+# dist/WebSocket.zip, glibc 2.17, its pinned tools installed into .tools/ on the first run)
+# and checks it (tests/package.rs). Ends with one line "N passed, M failed"; exits non-zero
+# on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -117,6 +120,21 @@ if RUST_BACKTRACE=0 "${vg[@]}" "$root/target/cpp/host" "$WS1C_ADDIN" >"$log_dir/
 else
     bad "valgrind cpp host (see target/test-logs/valgrind-cpp-host.log)"
     tail -40 "$log_dir/valgrind-cpp-host.log"
+fi
+
+step "package: manifest/package.sh, then the archive's checks (tests/package.rs)"
+if bash manifest/package.sh 2>&1 | tee "$log_dir/package.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
+    ok "manifest/package.sh"
+    # Same features as above, so nothing is rebuilt for this one test binary.
+    RUST_BACKTRACE=0 cargo test --workspace --release "${FEATURES[@]}" --test package -- --ignored 2>&1 |
+        tee "$log_dir/package-test.log"
+    rc=${PIPESTATUS[0]}
+    count_results "$log_dir/package-test.log"
+    if [ "$rc" != 0 ] && ! grep -aqE '[1-9][0-9]* failed' "$log_dir/package-test.log"; then
+        bad "package test (exit $rc)"
+    fi
+else
+    bad "manifest/package.sh (see target/test-logs/package.log)"
 fi
 
 step "summary"
