@@ -609,10 +609,6 @@ fn common_module_objects_and_error_text() {
 /// The options the form builds (`ПараметрыJSON(Параметры)` of `Подключиться`), verbatim.
 const FORM_OPTIONS: &str = r#"{"timeout_ms":5000,"ping_interval_ms":30000,"reconnect":{"enabled":true,"min_delay_ms":500,"max_delay_ms":30000,"max_attempts":0}}"#;
 
-/// The part of them this version accepts: `ping_interval_ms` and `reconnect` are client
-/// options of issue 5; until they are merged, `form_module_reconnect_options` is ignored.
-const FORM_OPTIONS_NOW: &str = r#"{"timeout_ms":5000}"#;
-
 #[test]
 fn form_options_in_the_test_are_the_forms() {
     let keys = option_keys(&bsl("ФормаЧата.bsl"), "Асинх Процедура Подключиться");
@@ -637,7 +633,7 @@ fn form_module_push_sequence() {
 
     // Подключиться: connect; the handler sees "Открытие" with the address and the path.
     assert_eq!(
-        c.call("Подключиться", &mut [s(&url), s(FORM_OPTIONS_NOW)])
+        c.call("Подключиться", &mut [s(&url), s(FORM_OPTIONS)])
             .unwrap(),
         Var::Bool(true)
     );
@@ -677,7 +673,7 @@ fn form_module_push_sequence() {
     assert_ne!(c.get("Статус").unwrap(), Var::I4(1));
 
     // Подключиться again, then Отключиться: "Закрытие" with 1000.
-    c.call("Подключиться", &mut [s(&url), s(FORM_OPTIONS_NOW)])
+    c.call("Подключиться", &mut [s(&url), s(FORM_OPTIONS)])
         .unwrap();
     wait_pushed(&c, &mut seen, &[r#""State":"Open""#]);
     c.call("Отключиться", &mut []).unwrap();
@@ -693,10 +689,7 @@ fn form_module_push_sequence() {
     let err = c
         .call(
             "Подключиться",
-            &mut [
-                s(&format!("ws://127.0.0.1:{free}/chat")),
-                s(FORM_OPTIONS_NOW),
-            ],
+            &mut [s(&format!("ws://127.0.0.1:{free}/chat")), s(FORM_OPTIONS)],
         )
         .unwrap_err();
     assert!(err.text.contains("отклонил подключение"), "{}", err.text);
@@ -707,11 +700,8 @@ fn form_module_push_sequence() {
     finish(c);
 }
 
-/// The form's exact options, reconnection included. Enable after the client options of
-/// issue 5 are merged (until then `reconnect` and `ping_interval_ms` are unknown keys); it
-/// passed against main's 5a97456 merged into this branch.
+/// The form's exact options, reconnection included: a lost connection comes back.
 #[test]
-#[ignore = "needs the client options of issue 5 (reconnect, ping_interval_ms)"]
 fn form_module_reconnect_options() {
     let _g = serial();
     let peer = EchoPeer::start();
