@@ -3,7 +3,10 @@
 # formatting and lints, builds the add-in with its test-only members, runs the unit tests,
 # the host tests through the C ABI (Rust host and C++ host), the Autobahn conformance cases
 # (reports in target/autobahn/) and the interop peers, and the Rust host suite under valgrind
-# memcheck. Ends with one line "N passed, M failed"; exits non-zero on any failure.
+# memcheck; then builds the package a 1C developer receives (manifest/package.sh:
+# dist/WebSocket.zip, glibc 2.17, its pinned tools installed into .tools/ on the first run)
+# and checks it (tests/package.rs). Ends with one line "N passed, M failed"; exits non-zero
+# on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -31,9 +34,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
-# Real peers: Python `websockets` and the Autobahn runner `kosoku` in the project's own venv
-# (pinned; kosoku runs the Autobahn TestSuite cases, tests/autobahn.rs).
-py_pins=('websockets==17.4' 'kosoku==0.1.0')
+# Real peers: Python `websockets`, the `pproxy` HTTP/SOCKS proxy and the Autobahn runner
+# `kosoku` (tests/autobahn.rs) in the project's own venv (pinned).
+py_pins=('websockets==17.4' 'pproxy==2.7.9' 'kosoku==0.1.0')
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys, importlib.metadata as m
 sys.exit(any(m.version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))' "${py_pins[@]}" 2>/dev/null; then
     [ -x .venv/bin/python ] || python3 -m venv .venv ||
@@ -122,6 +125,21 @@ if RUST_BACKTRACE=0 "${vg[@]}" "$root/target/cpp/host" "$WS1C_ADDIN" >"$log_dir/
 else
     bad "valgrind cpp host (see target/test-logs/valgrind-cpp-host.log)"
     tail -40 "$log_dir/valgrind-cpp-host.log"
+fi
+
+step "package: manifest/package.sh, then the archive's checks (tests/package.rs)"
+if bash manifest/package.sh 2>&1 | tee "$log_dir/package.log"; [ "${PIPESTATUS[0]}" = 0 ]; then
+    ok "manifest/package.sh"
+    # Same features as above, so nothing is rebuilt for this one test binary.
+    RUST_BACKTRACE=0 cargo test --workspace --release "${FEATURES[@]}" --test package -- --ignored 2>&1 |
+        tee "$log_dir/package-test.log"
+    rc=${PIPESTATUS[0]}
+    count_results "$log_dir/package-test.log"
+    if [ "$rc" != 0 ] && ! grep -aqE '[1-9][0-9]* failed' "$log_dir/package-test.log"; then
+        bad "package test (exit $rc)"
+    fi
+else
+    bad "manifest/package.sh (see target/test-logs/package.log)"
 fi
 
 step "summary"

@@ -1,13 +1,18 @@
 //! TLS configuration (rustls with the ring provider, passed explicitly).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, ServerConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 
 use crate::error::{Error, Result};
+use crate::net::options::{Roots, TlsOptions};
 
 fn provider() -> Arc<CryptoProvider> {
     static P: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
@@ -47,33 +52,217 @@ fn tls_error(e: rustls::Error) -> Error {
     )
 }
 
-fn build(extra: Vec<CertificateDer<'static>>) -> Result<Arc<ClientConfig>> {
-    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider())
-        .map_err(tls_error)?;
+/// `tls.insecure`: accepts any certificate. Handshake signatures are still checked, so the
+/// connection is encrypted, but the peer is not authenticated: anyone in the middle can read it.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn store_of(certs: Vec<CertificateDer<'static>>, path: &str) -> Result<RootCertStore> {
+    let mut store = RootCertStore::empty();
+    for c in certs {
+        store.add(c).map_err(|e| {
+            Error::net(
+                format!("Сертификат из «{path}» не подходит как корневой: {e}"),
+                format!("A certificate of \"{path}\" cannot be a root: {e}"),
+            )
+        })?;
+    }
+    Ok(store)
+}
+
+fn verifier(t: &TlsOptions) -> Result<Arc<dyn ServerCertVerifier>> {
+    if t.insecure {
+        return Ok(Arc::new(NoVerification(provider())));
+    }
+    let extra = match &t.ca_file {
+        Some(path) => load_certs(path)?,
+        None => Vec::new(),
+    };
+    let store = match &t.roots {
+        Roots::System => {
+            let v = rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider())
+                .map_err(tls_error)?;
+            return Ok(Arc::new(v));
+        }
+        Roots::Webpki => {
+            let mut store = RootCertStore::empty();
+            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let more = store_of(extra, t.ca_file.as_deref().unwrap_or_default())?;
+            store.roots.extend(more.roots);
+            store
+        }
+        Roots::File(path) => {
+            let mut store = store_of(load_certs(path)?, path)?;
+            let more = store_of(extra, t.ca_file.as_deref().unwrap_or_default())?;
+            store.roots.extend(more.roots);
+            store
+        }
+    };
+    let v = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
+        .build()
+        .map_err(|e| {
+            Error::net(
+                format!("Ошибка настройки проверки сертификатов: {e}"),
+                format!("Certificate verification setup error: {e}"),
+            )
+        })?;
+    Ok(v)
+}
+
+/// The client's own certificate and key, if `tls` names them.
+fn client_identity(
+    t: &TlsOptions,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>> {
+    if let Some(pfx) = &t.pfx_file {
+        return load_pfx(pfx, &t.password).map(Some);
+    }
+    let Some(cert) = &t.cert_file else {
+        return Ok(None);
+    };
+    let key_file = t.key_file.as_deref().unwrap_or(cert);
+    Ok(Some((load_certs(cert)?, load_key(key_file, &t.password)?)))
+}
+
+/// The client certificate side of a connection: offers the configured certificate, if
+/// any, and remembers whether the server asked for one, so that a refusal without a
+/// certificate can be named as such (under TLS 1.3 the server checks after the handshake and
+/// may just hang up).
+#[derive(Debug)]
+pub struct ClientAuth {
+    identity: Option<Arc<CertifiedKey>>,
+    asked: AtomicBool,
+}
+
+impl ClientAuth {
+    /// The server asked for a client certificate and we had none.
+    pub fn asked_without_certificate(&self) -> bool {
+        self.identity.is_none() && self.asked.load(Ordering::Relaxed)
+    }
+}
+
+impl ResolvesClientCert for ClientAuth {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        self.identity.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        // Also without a certificate: resolve() must be asked so that we learn the server
+        // wanted one (we then answer with an empty certificate list).
+        true
+    }
+}
+
+fn identity(t: &TlsOptions) -> Result<Option<Arc<CertifiedKey>>> {
+    let Some((chain, key)) = client_identity(t)? else {
+        return Ok(None);
+    };
+    let mismatch = |e: rustls::Error| {
+        Error::net(
+            format!(
+                "Клиентский сертификат и ключ не подходят друг другу или не поддерживаются: {e}"
+            ),
+            format!("The client certificate and key do not match or are not supported: {e}"),
+        )
+    };
+    let key = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(mismatch)?;
+    let ck = CertifiedKey::new(chain, key);
+    ck.keys_match().map_err(mismatch)?;
+    Ok(Some(Arc::new(ck)))
+}
+
+/// The client configuration for `tls`: the roots it names (by default the platform's
+/// trusted roots, verified by the OS facilities where there are some, by webpki over the
+/// system store on Linux) plus `ca_file`, or no verification with `insecure`; the client
+/// certificate if given. TLS 1.2 and 1.3; SNI and hostname verification on. Built per
+/// connection (cheap) around a verifier that is cached for the default roots (loading the
+/// system store takes milliseconds).
+pub fn client_config(t: &TlsOptions) -> Result<(Arc<ClientConfig>, Arc<ClientAuth>)> {
+    static DEFAULT: OnceLock<Arc<dyn ServerCertVerifier>> = OnceLock::new();
+    let default_roots = t.roots == Roots::System && t.ca_file.is_none() && !t.insecure;
+    let verifier = match DEFAULT.get() {
+        Some(v) if default_roots => v.clone(),
+        _ if default_roots => {
+            let v = verifier(t)?;
+            DEFAULT.get_or_init(|| v).clone()
+        }
+        _ => verifier(t)?,
+    };
+    let auth = Arc::new(ClientAuth {
+        identity: identity(t)?,
+        asked: AtomicBool::new(false),
+    });
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+        .with_custom_certificate_verifier(verifier)
+        .with_client_cert_resolver(auth.clone());
+    Ok((Arc::new(config), auth))
 }
 
-/// The client configuration: the platform's trusted roots (verified by the OS facilities
-/// where there are some, by webpki over the system store on Linux), plus `ca_file` if
-/// given. TLS 1.2 and 1.3; SNI and hostname verification on.
-pub fn client_config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>> {
-    match ca_file {
-        Some(path) => build(load_certs(path)?),
-        None => {
-            // Loading the system store takes milliseconds: build the default once.
-            static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-            if let Some(c) = DEFAULT.get() {
-                return Ok(c.clone());
-            }
-            let c = build(Vec::new())?;
-            Ok(DEFAULT.get_or_init(|| c).clone())
-        }
+/// Subject and issuer of a DER certificate, for the diagnostic log.
+pub fn describe_cert(der: &[u8]) -> String {
+    use x509_cert::der::Decode;
+    match x509_cert::Certificate::from_der(der) {
+        Ok(c) => format!(
+            "subject \"{}\", issuer \"{}\"",
+            c.tbs_certificate().subject(),
+            c.tbs_certificate().issuer()
+        ),
+        Err(e) => format!("unparsable certificate ({e})"),
     }
 }
 

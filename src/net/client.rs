@@ -2,7 +2,7 @@
 //! publishes to the hub and a writer that drains the command channel.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -14,6 +14,8 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::{ProtocolError, SubProtocolError};
+use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,9 +23,12 @@ use tokio_util::task::TaskTracker;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::hub::Hub;
+use crate::lang::Lang;
+use crate::log::{Level, Log};
 use crate::net::Command;
 use crate::net::conn::{End, Pump};
-use crate::net::options::ClientOptions;
+use crate::net::options::{ClientOptions, Reconnect};
+use crate::net::proxy;
 use crate::net::stream::MaybeTls;
 use crate::tls;
 
@@ -33,6 +38,8 @@ pub const STATUS_ERROR: i32 = -1;
 pub const STATUS_IDLE: i32 = 0;
 /// Connected.
 pub const STATUS_OPEN: i32 = 1;
+/// Connection lost, reconnecting (`reconnect.enabled`).
+pub const STATUS_RECONNECTING: i32 = 2;
 
 /// A parsed `ws://` / `wss://` address.
 #[derive(Clone, Debug)]
@@ -106,6 +113,8 @@ pub struct Shared {
     pub status: AtomicI32,
     /// Negotiated subprotocol.
     pub subprotocol: Mutex<String>,
+    /// 1C asked to disconnect: no reconnect after this close.
+    pub stopping: AtomicBool,
     /// Both tasks have ended.
     finished: Mutex<bool>,
     finished_cv: Condvar,
@@ -117,6 +126,7 @@ impl Shared {
         Arc::new(Shared {
             status: AtomicI32::new(STATUS_IDLE),
             subprotocol: Mutex::new(String::new()),
+            stopping: AtomicBool::new(false),
             finished: Mutex::new(false),
             finished_cv: Condvar::new(),
         })
@@ -174,7 +184,39 @@ fn connect_error(t: &Target, e: &std::io::Error) -> Error {
     }
 }
 
+/// A TLS alert that means the server wants (another) client certificate.
+fn client_cert_refused(e: &std::io::Error) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::AlertReceived(
+            A::CertificateRequired
+                | A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateUnknown
+                | A::AccessDenied
+                | A::HandshakeFailure
+        ))
+    )
+}
+
+fn client_cert_error(t: &Target, e: &std::io::Error) -> Error {
+    Error::net(
+        format!(
+            "Ошибка TLS при подключении к {}:{}: сервер не принял клиентский сертификат или требует его (tls.cert_file / tls.pfx_file): {e}",
+            t.host, t.port
+        ),
+        format!(
+            "TLS error connecting to {}:{}: the server refused the client certificate or requires one (tls.cert_file / tls.pfx_file): {e}",
+            t.host, t.port
+        ),
+    )
+}
+
 fn tls_error(t: &Target, e: &std::io::Error) -> Error {
+    if client_cert_refused(e) {
+        return client_cert_error(t, e);
+    }
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
     let (ru, en) = match inner {
         Some(rustls::Error::InvalidCertificate(c)) => {
@@ -212,8 +254,11 @@ fn tls_error(t: &Target, e: &std::io::Error) -> Error {
     )
 }
 
-fn handshake_error(e: WsError) -> Error {
+fn handshake_error(t: &Target, e: WsError) -> Error {
     match e {
+        // TLS 1.3: the server checks the client certificate after the handshake, so its
+        // refusal arrives as an alert while we read the HTTP answer.
+        WsError::Io(io) if client_cert_refused(&io) => client_cert_error(t, &io),
         WsError::Http(resp) => {
             let s = resp.status();
             let reason = s.canonical_reason().unwrap_or("");
@@ -228,6 +273,22 @@ fn handshake_error(e: WsError) -> Error {
                 ),
             )
         }
+        WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(sub)) => {
+            let (ru, en) = match sub {
+                SubProtocolError::NoSubProtocol => (
+                    "сервер не выбрал ни один из предложенных подпротоколов (subprotocols)",
+                    "the server accepted none of the offered subprotocols (subprotocols)",
+                ),
+                _ => (
+                    "сервер выбрал подпротокол, который не предлагался",
+                    "the server chose a subprotocol that was not offered",
+                ),
+            };
+            Error::net(
+                format!("Ошибка рукопожатия WebSocket: {ru}"),
+                format!("WebSocket handshake failed: {en}"),
+            )
+        }
         other => Error::net(
             format!("Ошибка рукопожатия WebSocket: {other}"),
             format!("WebSocket handshake failed: {other}"),
@@ -235,14 +296,68 @@ fn handshake_error(e: WsError) -> Error {
     }
 }
 
-async fn establish(t: &Target, o: &ClientOptions) -> Result<(Ws, SocketAddr, String)> {
-    let tcp = TcpStream::connect((t.host.as_str(), t.port))
-        .await
-        .map_err(|e| connect_error(t, &e))?;
+/// What one successful connect gives.
+struct Established {
+    ws: Ws,
+    peer: SocketAddr,
+    subprotocol: String,
+}
+
+/// TCP to the target (directly, trying each resolved address, or through the proxy).
+async fn open_tcp(t: &Target, o: &ClientOptions, log: &Log) -> Result<(TcpStream, SocketAddr)> {
+    let tcp = match &o.proxy {
+        Some(p) => {
+            log.write(Level::Info, || {
+                format!("proxy {}: tunnel to {}:{}", p.display(), t.host, t.port)
+            });
+            let tcp = proxy::connect(p, &t.host, t.port).await?;
+            log.write(Level::Info, || {
+                format!("proxy {}: tunnel open", p.display())
+            });
+            tcp
+        }
+        None => {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((t.host.as_str(), t.port))
+                .await
+                .map_err(|e| connect_error(t, &e))?
+                .collect();
+            log.write(Level::Info, || {
+                let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                format!("resolved {} to {}", t.host, list.join(", "))
+            });
+            let mut last = None;
+            let mut found = None;
+            for a in &addrs {
+                match TcpStream::connect(a).await {
+                    Ok(s) => {
+                        found = Some(s);
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            match (found, last) {
+                (Some(s), _) => s,
+                (None, Some(e)) => return Err(connect_error(t, &e)),
+                (None, None) => {
+                    let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses");
+                    return Err(connect_error(t, &e));
+                }
+            }
+        }
+    };
     let _ = tcp.set_nodelay(true);
     let peer = tcp.peer_addr().map_err(|e| connect_error(t, &e))?;
+    log.write(Level::Info, || format!("tcp connected to {peer}"));
+    Ok((tcp, peer))
+}
+
+async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Established> {
+    let (tcp, peer) = open_tcp(t, o, log).await?;
+    let mut auth = None;
     let stream = if t.tls {
-        let config = tls::client_config(o.ca_file.as_deref())?;
+        let (config, a) = tls::client_config(&o.tls)?;
+        auth = Some(a.clone());
         let name = ServerName::try_from(t.host.clone()).map_err(|_| {
             Error::net(
                 format!("Неверное имя узла «{}»", t.host),
@@ -252,7 +367,31 @@ async fn establish(t: &Target, o: &ClientOptions) -> Result<(Ws, SocketAddr, Str
         let tls = TlsConnector::from(config)
             .connect(name, tcp)
             .await
-            .map_err(|e| tls_error(t, &e))?;
+            .map_err(|e| {
+                log.write(Level::Error, || format!("tls failed: {e}"));
+                if a.asked_without_certificate() {
+                    client_cert_error(t, &e)
+                } else {
+                    tls_error(t, &e)
+                }
+            })?;
+        log.write(Level::Info, || {
+            let (_, c) = tls.get_ref();
+            let cert = c
+                .peer_certificates()
+                .and_then(|l| l.first())
+                .map_or("no certificate".to_owned(), |d| tls::describe_cert(d));
+            let verified = if o.tls.insecure {
+                "NOT verified (tls.insecure)"
+            } else {
+                "verified"
+            };
+            format!(
+                "tls {:?} {:?}: server certificate {cert}: {verified}",
+                c.protocol_version(),
+                c.negotiated_cipher_suite().map(|s| s.suite())
+            )
+        });
         MaybeTls::Tls(Box::new(tls))
     } else {
         MaybeTls::Plain(tcp)
@@ -261,7 +400,7 @@ async fn establish(t: &Target, o: &ClientOptions) -> Result<(Ws, SocketAddr, Str
         .url
         .as_str()
         .into_client_request()
-        .map_err(handshake_error)?;
+        .map_err(|e| handshake_error(t, e))?;
     for (k, v) in &o.headers {
         let name = HeaderName::from_bytes(k.as_bytes());
         let value = HeaderValue::from_str(v);
@@ -273,17 +412,104 @@ async fn establish(t: &Target, o: &ClientOptions) -> Result<(Ws, SocketAddr, Str
         };
         req.headers_mut().append(name, value);
     }
+    if !o.subprotocols.is_empty() {
+        let list = o.subprotocols.join(", ");
+        let value = HeaderValue::from_str(&list).map_err(|_| {
+            Error::net(
+                format!("Недопустимый список подпротоколов «{list}»"),
+                format!("Invalid subprotocol list \"{list}\""),
+            )
+        })?;
+        req.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
+    }
     let (ws, resp) =
         tokio_tungstenite::client_async_with_config(req, stream, Some(o.limits.ws_config()))
             .await
-            .map_err(handshake_error)?;
-    let sub = resp
+            .map_err(|e| {
+                log.write(Level::Error, || format!("handshake failed: {e}"));
+                match (e, &auth) {
+                    (WsError::Io(io), Some(a)) if a.asked_without_certificate() => {
+                        client_cert_error(t, &io)
+                    }
+                    (e, _) => handshake_error(t, e),
+                }
+            })?;
+    log.write(Level::Info, || {
+        let headers: Vec<String> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        format!(
+            "handshake: HTTP {}; {}",
+            resp.status().as_u16(),
+            headers.join("; ")
+        )
+    });
+    let subprotocol = resp
         .headers()
-        .get(tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .get(SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    Ok((ws, peer, sub))
+    // tungstenite itself refuses a subprotocol that was not offered.
+    Ok(Established {
+        ws,
+        peer,
+        subprotocol,
+    })
+}
+
+/// One connect within `timeout_ms`; the error says it was insecure when it was.
+async fn establish_bounded(t: &Target, o: &ClientOptions, log: &Log) -> Result<Established> {
+    let r = match tokio::time::timeout(o.timeout, establish(t, o, log)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let ms = o.timeout.as_millis();
+            Err(Error::net(
+                format!("Превышено время ожидания подключения к {} ({ms} мс)", t.url),
+                format!("Timed out connecting to {} ({ms} ms)", t.url),
+            ))
+        }
+    };
+    r.map_err(|e| insecure_note(e, o))
+}
+
+/// `tls.insecure` is loud: every failure of such a connection says so.
+fn insecure_note(e: Error, o: &ClientOptions) -> Error {
+    match e {
+        Error::Net { ru, en } if o.tls.insecure => Error::Net {
+            ru: format!("{ru} (внимание: проверка сертификата сервера отключена, tls.insecure)"),
+            en: format!("{en} (warning: server certificate verification is off, tls.insecure)"),
+        },
+        other => other,
+    }
+}
+
+/// The delay before reconnect attempt `n` (1-based): `min_delay * 2^(n-1)` capped at
+/// `max_delay`, less up to a fifth at random (never under `min_delay`) so that many clients
+/// dropped together do not come back in step.
+pub fn backoff(r: &Reconnect, n: u32) -> Duration {
+    let base = r.min_delay.as_millis() as u64;
+    let cap = r.max_delay.as_millis() as u64;
+    let d = base
+        .saturating_mul(1u64 << (n.saturating_sub(1)).min(32))
+        .min(cap);
+    let jitter = if d / 5 > 0 { random() % (d / 5 + 1) } else { 0 };
+    Duration::from_millis(d.saturating_sub(jitter).max(base.min(cap)))
+}
+
+/// A random number from the process's hash keys and the clock (no RNG dependency needed).
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
 }
 
 /// Everything a client connection task needs; moved into it.
@@ -308,7 +534,13 @@ pub struct Task {
     pub tracker: TaskTracker,
 }
 
-/// The connection task.
+/// The connection task: the first connect (its result goes to `Подключиться`), then the
+/// connection, then, with `reconnect`, new connections until Disconnect, Done or the last
+/// allowed attempt.
+///
+/// Why one task for all of it: the command queue (and what 1C put in it) survives a
+/// reconnect, the events of one client stay in one order (Close/Fail, Reconnecting…, Open),
+/// and Disconnect or Done stop everything by one token, even in the middle of a back-off.
 pub async fn run(task: Task) {
     let Task {
         target,
@@ -321,90 +553,201 @@ pub async fn run(task: Task) {
         done,
         tracker,
     } = task;
-    let established = tokio::select! {
+    let log = Arc::new(match &options.log {
+        // A log that cannot be opened is no log: it never breaks the connection.
+        Some(l) => Log::open(&l.file, l.level, l.bodies).unwrap_or_default(),
+        None => Log::default(),
+    });
+    log.write(Level::Info, || format!("connect {}", target.url));
+    let first = tokio::select! {
         _ = token.cancelled() => return shared.finish(),
-        r = tokio::time::timeout(options.timeout, establish(&target, &options)) => r,
+        r = establish_bounded(&target, &options, &log) => r,
     };
-    let (ws, peer, sub) = match established {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => {
+    let mut est = match first {
+        Ok(e) => e,
+        Err(e) => {
+            log.write(Level::Error, || {
+                format!("connect failed: {}", e.text(Lang::En))
+            });
             shared.status.store(STATUS_ERROR, Ordering::SeqCst);
             let _ = ready.send(Err(e));
             return shared.finish();
         }
-        Err(_) => {
-            shared.status.store(STATUS_ERROR, Ordering::SeqCst);
-            let ms = options.timeout.as_millis();
-            let _ = ready.send(Err(Error::net(
-                format!(
-                    "Превышено время ожидания подключения к {} ({ms} мс)",
-                    target.url
-                ),
-                format!("Timed out connecting to {} ({ms} ms)", target.url),
-            )));
-            return shared.finish();
-        }
     };
-    *shared.subprotocol.lock().unwrap_or_else(|e| e.into_inner()) = sub.clone();
-    shared.status.store(STATUS_OPEN, Ordering::SeqCst);
     hub.connection_started();
-    let _ = ready.send(Ok(()));
-    let open = EventKind::Open {
-        address: peer.to_string(),
-        path: target.path.clone(),
-        subprotocol: sub,
-        headers: Vec::new(),
-    };
-    hub.publish(
-        Event {
+    let mut ready = Some(ready);
+    let mut commands = Some(commands);
+    loop {
+        *shared.subprotocol.lock().unwrap_or_else(|e| e.into_inner()) = est.subprotocol.clone();
+        shared.status.store(STATUS_OPEN, Ordering::SeqCst);
+        if let Some(r) = ready.take() {
+            let _ = r.send(Ok(()));
+        }
+        log.write(Level::Info, || format!("open: {}", est.peer));
+        let open = EventKind::Open {
+            address: est.peer.to_string(),
+            path: target.path.clone(),
+            subprotocol: est.subprotocol.clone(),
+            headers: Vec::new(),
+        };
+        hub.publish(
+            Event {
+                conn: None,
+                kind: open,
+            },
+            &token,
+        )
+        .await;
+        let Some(rx) = commands.take() else { break };
+        let pump = Pump {
             conn: None,
-            kind: open,
-        },
-        &token,
-    )
-    .await;
-
-    let pump = Pump {
-        conn: None,
-        hub: hub.clone(),
-        commands,
-        token,
-        going_away: done.clone(),
-        tracker,
-        stats: Arc::default(),
-        ping_interval: None,
-        idle_timeout: None,
-        log: Arc::default(),
-    };
-    let kind = match pump.run(ws).await {
-        End::Closed(code, reason) => {
-            shared.status.store(STATUS_IDLE, Ordering::SeqCst);
-            Some(EventKind::Close { code, reason })
+            hub: hub.clone(),
+            commands: rx,
+            token: token.child_token(),
+            going_away: done.clone(),
+            tracker: tracker.clone(),
+            stats: Arc::default(),
+            ping_interval: options.ping_interval,
+            idle_timeout: None,
+            pong_timeout: options.ping_interval.map(|_| options.pong_timeout),
+            log: log.clone(),
+        };
+        let (end, rx) = pump.run(est.ws).await;
+        commands = rx;
+        let stopped = token.is_cancelled() || shared.stopping.load(Ordering::SeqCst);
+        let again = options.reconnect.enabled && !stopped && commands.is_some();
+        let kind = match end {
+            End::Closed(code, reason) => {
+                log.write(Level::Info, || format!("closed: {code} {reason}"));
+                shared.status.store(STATUS_IDLE, Ordering::SeqCst);
+                Some(EventKind::Close { code, reason })
+            }
+            End::Failed(error) => {
+                log.write(Level::Error, || format!("failed: {error}"));
+                shared.status.store(STATUS_ERROR, Ordering::SeqCst);
+                let error = if options.tls.insecure {
+                    format!("{error} (tls.insecure: server certificate not verified)")
+                } else {
+                    error
+                };
+                Some(EventKind::Fail { error })
+            }
+            End::Cancelled if done.is_cancelled() => None,
+            End::Cancelled => {
+                log.write(Level::Info, || "closed by this side".to_owned());
+                shared.status.store(STATUS_IDLE, Ordering::SeqCst);
+                Some(EventKind::Close {
+                    code: 1006,
+                    reason: "close handshake timed out".into(),
+                })
+            }
+        };
+        if again {
+            shared.status.store(STATUS_RECONNECTING, Ordering::SeqCst);
         }
-        End::Failed(error) => {
-            shared.status.store(STATUS_ERROR, Ordering::SeqCst);
-            Some(EventKind::Fail { error })
+        if let Some(kind) = kind {
+            hub.publish(Event { conn: None, kind }, &done).await;
         }
-        End::Cancelled if done.is_cancelled() => None,
-        End::Cancelled => {
-            shared.status.store(STATUS_IDLE, Ordering::SeqCst);
-            Some(EventKind::Close {
-                code: 1006,
-                reason: "close handshake timed out".into(),
-            })
+        if !again {
+            break;
         }
-    };
-    if let Some(kind) = kind {
-        hub.publish(Event { conn: None, kind }, &done).await;
+        match reconnect(&target, &options, &hub, &shared, &token, &log).await {
+            Some(e) => est = e,
+            None => break,
+        }
     }
+    // Stopped in the middle of a back-off: not connected, not reconnecting.
+    let _ = shared.status.compare_exchange(
+        STATUS_RECONNECTING,
+        STATUS_IDLE,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     hub.connection_ended();
     shared.finish();
+}
+
+/// Attempts until one succeeds (`Some`), the token is cancelled or the attempts run out
+/// (`None`; a Fail event then says why).
+async fn reconnect(
+    target: &Target,
+    o: &ClientOptions,
+    hub: &Hub,
+    shared: &Shared,
+    token: &CancellationToken,
+    log: &Log,
+) -> Option<Established> {
+    let mut last_error = String::new();
+    for attempt in 1u32.. {
+        if o.reconnect.max_attempts > 0 && attempt > o.reconnect.max_attempts {
+            let n = o.reconnect.max_attempts;
+            log.write(Level::Error, || {
+                format!("reconnect: gave up after {n} attempts")
+            });
+            shared.status.store(STATUS_ERROR, Ordering::SeqCst);
+            let error = format!("reconnect failed after {n} attempts: {last_error}");
+            hub.publish(
+                Event {
+                    conn: None,
+                    kind: EventKind::Fail { error },
+                },
+                token,
+            )
+            .await;
+            return None;
+        }
+        let delay = backoff(&o.reconnect, attempt);
+        log.write(Level::Info, || {
+            format!("reconnect attempt {attempt} in {} ms", delay.as_millis())
+        });
+        let kind = EventKind::Reconnecting {
+            attempt,
+            delay_ms: delay.as_millis() as u64,
+        };
+        hub.publish(Event { conn: None, kind }, token).await;
+        tokio::select! {
+            _ = token.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        let r = tokio::select! {
+            _ = token.cancelled() => return None,
+            r = establish_bounded(target, o, log) => r,
+        };
+        match r {
+            Ok(e) => return Some(e),
+            Err(e) => {
+                last_error = e.text(Lang::En);
+                log.write(Level::Error, || {
+                    format!("reconnect attempt {attempt} failed: {last_error}")
+                });
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lang::Lang;
+
+    #[test]
+    fn backoff_doubles_with_jitter_within_bounds() {
+        let r = Reconnect {
+            enabled: true,
+            min_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            max_attempts: 0,
+        };
+        for _ in 0..200 {
+            let d: Vec<u64> = (1..=8).map(|n| backoff(&r, n).as_millis() as u64).collect();
+            assert_eq!(d[0], 100);
+            assert!((160..=200).contains(&d[1]), "{d:?}");
+            assert!((320..=400).contains(&d[2]), "{d:?}");
+            assert!((800..=1000).contains(&d[7]), "{d:?}");
+        }
+        assert!(backoff(&r, u32::MAX) <= Duration::from_millis(1000));
+    }
 
     #[test]
     fn addresses() {

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -69,13 +71,17 @@ pub struct Pump {
     pub ping_interval: Option<Duration>,
     /// End the connection when nothing (message, ping or pong) arrived for this long.
     pub idle_timeout: Option<Duration>,
+    /// With `ping_interval`: fail the connection when nothing (a pong included) arrived for
+    /// `ping_interval + pong_timeout`, i.e. the peer let a ping go unanswered this long.
+    pub pong_timeout: Option<Duration>,
     /// The diagnostic log (messages at debug level).
     pub log: Arc<Log>,
 }
 
 impl Pump {
-    /// Runs the reader here and the writer as a tracked task until the connection ends.
-    pub async fn run<S>(self, ws: WebSocketStream<S>) -> End
+    /// Runs the reader here and the writer as a tracked task until the connection ends;
+    /// gives back the command queue (with whatever is still in it) once the writer is gone.
+    pub async fn run<S>(self, ws: WebSocketStream<S>) -> (End, Option<mpsc::Receiver<Command>>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -89,6 +95,7 @@ impl Pump {
             stats,
             ping_interval,
             idle_timeout,
+            pong_timeout,
             log,
         } = self;
         let (sink, stream) = ws.split();
@@ -102,19 +109,26 @@ impl Pump {
             stats: stats.clone(),
             ping_interval,
         };
-        tracker.spawn(w.run(sink, commands));
-        let (end, bye) = reader(stream, &hub, conn, &token, &stats, idle_timeout, &log).await;
+        let writer = tracker.spawn(w.run(sink, commands));
+        let silence = Silence {
+            idle: idle_timeout,
+            unanswered: ping_interval.zip(pong_timeout).map(|(i, t)| i + t),
+        };
+        let (end, bye) = reader(stream, &hub, conn, &token, &stats, silence, &log).await;
         // The reader ended the connection itself (a bad frame, a limit, the idle timeout):
         // the writer says why in a close frame before the socket goes (RFC 6455 §7.1.7).
         *farewell.lock().unwrap_or_else(|e| e.into_inner()) = bye;
         token.cancel();
-        match end {
+        // The writer leaves at once on cancellation (its writes race the token).
+        let commands = writer.await.ok();
+        let end = match end {
             End::Cancelled => match failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 Some(error) => End::Failed(error),
                 None => End::Cancelled,
             },
             other => other,
-        }
+        };
+        (end, commands)
     }
 }
 
@@ -131,31 +145,55 @@ fn farewell(e: &WsError) -> Option<(u16, String)> {
     }
 }
 
+/// How long the reader tolerates silence.
+#[derive(Clone, Copy)]
+struct Silence {
+    /// Close (1001) after this long.
+    idle: Option<Duration>,
+    /// Fail after this long: a ping went unanswered.
+    unanswered: Option<Duration>,
+}
+
 async fn reader<S>(
     mut stream: SplitStream<WebSocketStream<S>>,
     hub: &Hub,
     conn: Option<u64>,
     token: &CancellationToken,
     stats: &Stats,
-    idle_timeout: Option<Duration>,
+    silence: Silence,
     log: &Log,
 ) -> (End, Option<(u16, String)>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut close: Option<(u16, String)> = None;
-    // Far enough never to fire when there is no idle timeout.
-    let idle = idle_timeout.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+    // Far enough never to fire when there is no such timeout.
+    let never = Duration::from_secs(100 * 365 * 86_400);
+    let idle = silence.idle.unwrap_or(never);
+    let unanswered = silence.unanswered.unwrap_or(never);
+    // Silence is counted from the last frame read, or from the end of the last wait for
+    // room in the hub: while the hub applies back-pressure nothing is read, and a pong that
+    // sits unread in the socket must not count as missing.
+    let mut last = Instant::now();
     loop {
         let msg = tokio::select! {
+            biased;
             _ = token.cancelled() => return (End::Cancelled, None),
-            _ = tokio::time::sleep(idle) => {
+            m = stream.next() => m,
+            _ = tokio::time::sleep_until(last + idle) => {
                 let ms = idle.as_millis();
                 let reason = format!("idle timeout: nothing received for {ms} ms");
                 return (End::Closed(1001, reason.clone()), Some((1001, reason)));
             }
-            m = stream.next() => m,
+            _ = tokio::time::sleep_until(last + unanswered) => {
+                let ms = unanswered.as_millis();
+                let error = format!(
+                    "no answer to ping: nothing received from the peer for {ms} ms (ping_interval_ms + pong_timeout_ms)"
+                );
+                return (End::Failed(error), None);
+            }
         };
+        last = Instant::now();
         let kind = match msg {
             Some(Ok(Message::Text(t))) => {
                 count(&stats.messages_in, &stats.bytes_in, t.len());
@@ -177,12 +215,18 @@ where
                 let (code, reason) = close.unwrap_or((1006, String::new()));
                 return (End::Closed(code, reason), None);
             }
+            // A TLS peer that vanished (no close_notify) is the same as a plain one: 1006.
+            Some(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                let (code, reason) = close.unwrap_or((1006, String::new()));
+                return (End::Closed(code, reason), None);
+            }
             Some(Err(e)) => return (End::Failed(e.to_string()), farewell(&e)),
         };
         if log.enabled(Level::Debug) {
             log.write(Level::Debug, || describe("in", conn, &kind, log.bodies));
         }
         hub.publish(Event { conn, kind }, token).await;
+        last = Instant::now();
     }
 }
 
@@ -202,7 +246,8 @@ impl Writer {
         self,
         mut sink: SplitSink<WebSocketStream<S>, Message>,
         mut commands: mpsc::Receiver<Command>,
-    ) where
+    ) -> mpsc::Receiver<Command>
+    where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let Writer {
@@ -222,34 +267,41 @@ impl Writer {
                 c = commands.recv() => c,
             };
             let Some(mut cmd) = first else { break };
-            // Feed everything already queued, then flush once.
-            let result = loop {
-                let r = match cmd {
-                    Command::Send(m) => {
-                        if !m.is_ping() {
-                            count(&stats.messages_out, &stats.bytes_out, m.len());
+            // Feed everything already queued, then flush once. A peer that stops reading
+            // blocks these writes for good: the token cuts them short.
+            let batch = async {
+                loop {
+                    let r = match cmd {
+                        Command::Send(m) => {
+                            if !m.is_ping() {
+                                count(&stats.messages_out, &stats.bytes_out, m.len());
+                            }
+                            sink.feed(m).await
                         }
-                        sink.feed(m).await
+                        Command::Close(code, reason) => {
+                            sink.feed(Message::Close(Some(close_frame(code, &reason))))
+                                .await
+                        }
+                    };
+                    if r.is_err() {
+                        break r;
                     }
-                    Command::Close(code, reason) => {
-                        sink.feed(Message::Close(Some(close_frame(code, &reason))))
-                            .await
+                    match commands.try_recv() {
+                        Ok(next) => cmd = next,
+                        Err(_) => break sink.flush().await,
                     }
-                };
-                if r.is_err() {
-                    break r;
                 }
-                match commands.try_recv() {
-                    Ok(next) => cmd = next,
-                    Err(_) => break sink.flush().await,
-                }
+            };
+            let result = tokio::select! {
+                _ = token.cancelled() => break,
+                r = batch => r,
             };
             if let Err(e) = result {
                 if !matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed) {
                     *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
                 }
                 token.cancel();
-                return;
+                return commands;
             }
         }
         // Done() or Stop(): tell the peer we are going away; a failed read: tell it why. Either
@@ -260,6 +312,7 @@ impl Writer {
             let bye = Message::Close(Some(close_frame(code, &reason)));
             let _ = tokio::time::timeout(Duration::from_millis(250), sink.send(bye)).await;
         }
+        commands
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod conn;
 pub mod options;
+pub mod proxy;
 pub mod server;
 pub mod stream;
 

@@ -538,9 +538,10 @@ async fn connection(
         stats,
         ping_interval: ctx.options.ping_interval,
         idle_timeout: ctx.options.idle_timeout,
+        pong_timeout: None,
         log: ctx.log.clone(),
     };
-    let kind = match pump.run(ws).await {
+    let kind = match pump.run(ws).await.0 {
         End::Closed(code, reason) => EventKind::Close { code, reason },
         End::Failed(error) => EventKind::Fail { error },
         End::Cancelled if ctx.token.is_cancelled() => EventKind::Close {

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, Result};
 use crate::hub::{DeliveryMode, Hub, HubSettings};
 use crate::lang::Lang;
-use crate::net::client::{self, STATUS_IDLE, STATUS_OPEN, Shared, Target, Task};
+use crate::net::client::{
+    self, STATUS_IDLE, STATUS_OPEN, STATUS_RECONNECTING, Shared, Target, Task,
+};
 use crate::net::options::ClientOptions;
 use crate::net::{Command, Queued, queue_command};
 use crate::objects::{Args, Object, receive_event, receive_message};
@@ -161,6 +163,7 @@ impl Client {
 
     fn disconnect(&mut self, code: f64, reason: &str) {
         let Some(c) = &self.conn else { return };
+        c.shared.stopping.store(true, Ordering::SeqCst);
         if !c.shared.is_finished() && c.shared.status.load(Ordering::SeqCst) == STATUS_OPEN {
             // Any close code a peer accepts; others become 1000 (Disconnect never raises).
             let code = if code == 1000.0 || (3000.0..=4999.0).contains(&code) {
@@ -178,6 +181,8 @@ impl Client {
             }
         }
         c.token.cancel();
+        // Reconnecting: the back-off ends at the token; the status is settled on return.
+        c.shared.wait_finished(Duration::from_secs(1));
     }
 
     fn send(&mut self, msg: Message) -> Result<()> {
@@ -186,6 +191,12 @@ impl Client {
             .as_ref()
             .filter(|c| c.shared.status.load(Ordering::SeqCst) == STATUS_OPEN);
         let Some(c) = c else {
+            if self.status() == STATUS_RECONNECTING {
+                return Err(Error::net(
+                    "Нет подключения к серверу: связь потеряна, идёт переподключение",
+                    "Not connected: the connection was lost, reconnecting",
+                ));
+            }
             return Err(not_connected());
         };
         let engine = self.engine.as_ref().ok_or_else(not_connected)?;

@@ -138,6 +138,7 @@ pub struct TestPki {
     pub cert: std::path::PathBuf,
     /// Leaf key (PKCS#8, plain).
     pub key: std::path::PathBuf,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
 impl TestPki {
@@ -166,11 +167,33 @@ impl TestPki {
             cert: dir.join("cert.pem"),
             key: dir.join("key.pem"),
             dir,
+            issuer,
         };
         std::fs::write(&pki.ca, ca_cert.pem()).expect("write");
         std::fs::write(&pki.cert, leaf.pem()).expect("write");
         std::fs::write(&pki.key, leaf_key.serialize_pem()).expect("write");
         pki
+    }
+}
+
+impl TestPki {
+    /// Another leaf signed by the CA, for `names`, as `<stem>.pem` and `<stem>.key`.
+    pub fn leaf(&self, stem: &str, names: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, stem);
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
+        let (c, k) = (
+            self.dir.join(format!("{stem}.pem")),
+            self.dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, cert.pem()).expect("write");
+        std::fs::write(&k, key.serialize_pem()).expect("write");
+        (c, k)
     }
 }
 

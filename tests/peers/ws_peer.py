@@ -1,12 +1,18 @@
 """A real WebSocket peer for the host tests (Python `websockets`).
 
-Usage: ws_peer.py MODE [--tls CERT KEY]
+Usage: ws_peer.py MODE [ARG] [--tls CERT KEY] [--client-ca CA] [--port N]
+                  [--subprotocols A,B] [--tag T]
   echo            echo every message back (text stays text, binary stays binary)
-  flood N         on open send N numbered texts "0".."N-1", then wait for the client
-  headers         on open send the request headers as a JSON object
+  flood N         on open send N numbered texts "0".."N-1" ("T:0".. with --tag T), then
+                  wait for the client
+  headers         on open send the request headers and the chosen subprotocol as JSON
   close CODE      on the first message, close with CODE and reason "bye"
-Prints "PORT <n>" once listening on 127.0.0.1:0; exits when its stdin closes, so it never
-outlives the test that started it.
+  freeze          on open send "frozen", then stop reading (so pings go unanswered) and
+                  keep the socket open
+--client-ca CA    TLS only: require a client certificate signed by CA
+--keepalive       ping the client every 200 ms, drop it (1011) if a pong is 500 ms late
+Prints "PORT <n>" once listening on 127.0.0.1 (port 0 unless --port); exits when its stdin
+closes, so it never outlives the test that started it.
 """
 import asyncio
 import os
@@ -25,11 +31,20 @@ def stdin_watchdog():
 async def main():
     mode = sys.argv[1]
     arg = sys.argv[2] if len(sys.argv) > 2 and not sys.argv[2].startswith("--") else None
+    def opt(name):
+        return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else None
+
     ctx = None
     if "--tls" in sys.argv:
         i = sys.argv.index("--tls")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(sys.argv[i + 1], sys.argv[i + 2])
+        if opt("--client-ca"):
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(opt("--client-ca"))
+    port = int(opt("--port") or 0)
+    tag = opt("--tag")
+    subprotocols = opt("--subprotocols").split(",") if opt("--subprotocols") else None
 
     async def handler(ws):
         try:
@@ -38,20 +53,27 @@ async def main():
                     await ws.send(msg)
             elif mode == "flood":
                 for i in range(int(arg)):
-                    await ws.send(str(i))
+                    await ws.send(f"{tag}:{i}" if tag else str(i))
                 await ws.wait_closed()
             elif mode == "headers":
                 import json
-                await ws.send(json.dumps(dict(ws.request.headers)))
+                seen = dict(ws.request.headers)
+                seen["_subprotocol"] = ws.subprotocol or ""
+                await ws.send(json.dumps(seen))
                 await ws.wait_closed()
             elif mode == "close":
                 await ws.recv()
                 await ws.close(int(arg), "bye")
+            elif mode == "freeze":
+                await ws.send("frozen")
+                ws.transport.pause_reading()
+                await asyncio.Future()
         except websockets.ConnectionClosed:
             pass
 
-    async with websockets.serve(handler, "127.0.0.1", 0, ssl=ctx, max_size=64 << 20,
-                                ping_interval=None) as server:
+    async with websockets.serve(handler, "127.0.0.1", port, ssl=ctx, max_size=64 << 20,
+                                ping_interval=0.2 if "--keepalive" in sys.argv else None,
+                                ping_timeout=0.5, subprotocols=subprotocols) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"PORT {port}", flush=True)
         await asyncio.Future()
