@@ -360,6 +360,7 @@ fn all_headers() -> Vec<serde_json::Map<String, serde_json::Value>> {
             headers: vec![],
         },
         EventKind::Text("t".into()),
+        EventKind::Text("t\0".into()),
         EventKind::Binary(vec![1]),
         EventKind::Close {
             code: 1000,
@@ -371,6 +372,7 @@ fn all_headers() -> Vec<serde_json::Map<String, serde_json::Value>> {
             delay_ms: 500,
         },
         EventKind::Pong(vec![]),
+        EventKind::Pong(vec![0xff]),
     ];
     let mut out = Vec::new();
     for conn in [None, Some(7)] {
@@ -400,7 +402,7 @@ fn the_event_parser_looks_only_for_keys_and_values_the_add_in_produces() {
     let looked_for: BTreeSet<&str> = lits
         .iter()
         .map(String::as_str)
-        .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphabetic()))
+        .filter(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric()))
         .collect();
     let headers = all_headers();
     let produced: BTreeSet<&str> = headers
@@ -433,6 +435,8 @@ fn the_event_parser_looks_only_for_keys_and_values_the_add_in_produces() {
         "Path",
         "Pong",
         "Notify",
+        "Encoding",
+        "base64",
     ] {
         assert!(looked_for.contains(key), "the parser ignores {key}");
     }
