@@ -672,3 +672,25 @@ fn option_mistakes_are_clear_errors() {
     }
     finish(c);
 }
+
+#[test]
+fn an_oversized_message_fails_the_connection_with_a_clear_reason() {
+    let _g = serial();
+    let peer = PyPeer::start(&["echo"]);
+    let c = create_with("Client", job());
+    let opts = r#"{"max_message_size": 1024, "read_buffer_size": 256, "write_buffer_size": 1024}"#;
+    connect(&c, &peer.url("/"), opts).unwrap();
+    echo(&c, &"a".repeat(1024));
+    // Sending is not limited by max_message_size (it bounds what arrives).
+    c.call("Отправить", &mut [s(&"b".repeat(4000))]).unwrap();
+    let fail = loop {
+        let (h, d) = event(&c, 5000).expect("a Fail event");
+        if h.contains(r#""State":"Fail""#) {
+            break d;
+        }
+    };
+    assert!(fail.contains("incoming message too large"), "{fail}");
+    assert!(fail.contains("max_message_size"), "{fail}");
+    assert_eq!(status(&c), Var::I4(-1));
+    finish(c);
+}

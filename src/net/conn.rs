@@ -199,6 +199,11 @@ where
                 let (code, reason) = close.unwrap_or((1006, String::new()));
                 return End::Closed(code, reason);
             }
+            Some(Err(WsError::Capacity(e))) => {
+                return End::Failed(format!(
+                    "incoming message too large: {e} (max_message_size / max_frame_size)"
+                ));
+            }
             Some(Err(e)) => return End::Failed(e.to_string()),
         };
         if log.enabled(Level::Debug) {
