@@ -584,6 +584,35 @@ fn reconnect_gives_up_after_max_attempts_and_stops_on_disconnect() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert_eq!(status(&c), Var::I4(0));
     finish(c);
+
+    // Destroyed in the middle of a back-off, in push mode: Done is quick and nothing is
+    // raised after it.
+    let c = create_with("Client", HostOptions::default());
+    let peer = PyPeer::start(&["echo"]);
+    let opts = r#"{"reconnect": {"enabled": true, "min_delay_ms": 50, "max_delay_ms": 50}}"#;
+    connect(&c, &peer.url("/"), opts).unwrap();
+    drop(peer);
+    let conn = c.conn();
+    let t = Instant::now();
+    while !conn
+        .events_snapshot()
+        .iter()
+        .any(|e| e.message.contains(r#""Attempt":3"#))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            conn.events_snapshot()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t = Instant::now();
+    finish(c);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "Done took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
