@@ -584,6 +584,35 @@ fn reconnect_gives_up_after_max_attempts_and_stops_on_disconnect() {
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     assert_eq!(status(&c), Var::I4(0));
     finish(c);
+
+    // Destroyed in the middle of a back-off, in push mode: Done is quick and nothing is
+    // raised after it.
+    let c = create_with("Client", HostOptions::default());
+    let peer = PyPeer::start(&["echo"]);
+    let opts = r#"{"reconnect": {"enabled": true, "min_delay_ms": 50, "max_delay_ms": 50}}"#;
+    connect(&c, &peer.url("/"), opts).unwrap();
+    drop(peer);
+    let conn = c.conn();
+    let t = Instant::now();
+    while !conn
+        .events_snapshot()
+        .iter()
+        .any(|e| e.message.contains(r#""Attempt":3"#))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            conn.events_snapshot()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t = Instant::now();
+    finish(c);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "Done took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -670,5 +699,27 @@ fn option_mistakes_are_clear_errors() {
         let e = connect(&c, "ws://127.0.0.1:1/", opts).unwrap_err();
         assert!(e.contains(needle), "{opts}: {e}");
     }
+    finish(c);
+}
+
+#[test]
+fn an_oversized_message_fails_the_connection_with_a_clear_reason() {
+    let _g = serial();
+    let peer = PyPeer::start(&["echo"]);
+    let c = create_with("Client", job());
+    let opts = r#"{"max_message_size": 1024, "read_buffer_size": 256, "write_buffer_size": 1024}"#;
+    connect(&c, &peer.url("/"), opts).unwrap();
+    echo(&c, &"a".repeat(1024));
+    // Sending is not limited by max_message_size (it bounds what arrives).
+    c.call("Отправить", &mut [s(&"b".repeat(4000))]).unwrap();
+    let fail = loop {
+        let (h, d) = event(&c, 5000).expect("a Fail event");
+        if h.contains(r#""State":"Fail""#) {
+            break d;
+        }
+    };
+    assert!(fail.contains("incoming message too large"), "{fail}");
+    assert!(fail.contains("max_message_size"), "{fail}");
+    assert_eq!(status(&c), Var::I4(-1));
     finish(c);
 }

@@ -137,7 +137,6 @@ impl Pump {
 fn farewell(e: &WsError) -> Option<(u16, String)> {
     match e {
         WsError::Utf8(_) => Some((1007, "invalid UTF-8 in a text message".into())),
-        WsError::Capacity(_) => Some((1009, e.to_string())),
         // The peer dropped the connection: nobody to tell.
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
         WsError::Protocol(_) => Some((1002, e.to_string())),
@@ -219,6 +218,14 @@ where
             Some(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 let (code, reason) = close.unwrap_or((1006, String::new()));
                 return (End::Closed(code, reason), None);
+            }
+            Some(Err(WsError::Capacity(e))) => {
+                let error =
+                    format!("incoming message too large: {e} (max_message_size / max_frame_size)");
+                return (
+                    End::Failed(error),
+                    Some((1009, format!("message too big: {e}"))),
+                );
             }
             Some(Err(e)) => return (End::Failed(e.to_string()), farewell(&e)),
         };
