@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use ws1c::hub::EVENT_BUFFER_DEPTH;
 use ws1c::platform::PlatformContext;
+use ws1c::value::ParamType;
 use ws1c::{AddIn, Args, Error, Value};
 
 use crate::guard::catch;
@@ -498,9 +499,23 @@ unsafe fn call(
             return false;
         }
     };
-    // SAFETY: `n` readable variants at `params` per the contract.
+    // A by-reference parameter the method only writes (`Данные` of `Получить`) usually
+    // still holds the previous result: reading it would decode a string for nothing.
+    let decl = s
+        .addin
+        .members()
+        .methods
+        .get(index(idx))
+        .map_or(&[][..], |m| m.params);
     let values = (0..n)
-        .map(|k| unsafe { variant::read(params.add(k)) })
+        .map(|k| {
+            if decl.get(k).is_some_and(|p| p.ty == ParamType::Out) {
+                Value::Empty
+            } else {
+                // SAFETY: `n` readable variants at `params` per the contract.
+                unsafe { variant::read(params.add(k)) }
+            }
+        })
         .collect();
     let mut args = Args::new(values);
     let r = s.addin.call(index(idx), &mut args);

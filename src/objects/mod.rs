@@ -117,6 +117,15 @@ impl Args {
         self.get(k).as_str().unwrap_or_default()
     }
 
+    /// Argument `k` as an owned string, leaving "" behind: a message to send is moved into
+    /// the frame rather than copied once more.
+    pub fn take_str(&mut self, k: usize) -> String {
+        match self.values.get_mut(k) {
+            Some(Value::Str(s)) => std::mem::take(s),
+            _ => String::new(),
+        }
+    }
+
     /// Argument `k` as a number (checked against the table before the call).
     pub fn number(&self, k: usize) -> f64 {
         self.get(k).as_f64().unwrap_or(0.0)

@@ -465,6 +465,10 @@ pub(crate) fn decode(mm: &MemState, t: &TVariant, violation: &mut dyn FnMut(Stri
                     "PWSTR wstrLen={len} counts a trailing NUL (1C would get a string ending in U+0000)"
                 ));
             }
+            if units.iter().all(|&u| u < 0x80) {
+                // ASCII: no decoding needed (keeps the emulated platform out of benchmarks).
+                return Var::Str(units.iter().map(|&u| char::from(u as u8)).collect());
+            }
             match String::from_utf16(&units) {
                 Ok(s) => Var::Str(s),
                 Err(_) => {
