@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{PAYLOAD, tls_connector};
@@ -45,12 +45,24 @@ fn arg<T: std::str::FromStr>(args: &[String], k: usize, default: T) -> T {
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 async fn connect(url: &str) -> Option<Ws> {
-    let addr = url
+    connect_with(url, None).await
+}
+
+/// Connects; `rcvbuf` shrinks the socket's receive buffer (a silent peer then stops the
+/// sender after a few KiB instead of megabytes).
+async fn connect_with(url: &str, rcvbuf: Option<u32>) -> Option<Ws> {
+    let addr: std::net::SocketAddr = url
         .trim_start_matches("ws://")
         .split('/')
         .next()
-        .unwrap_or_default();
-    let tcp = TcpStream::connect(addr).await.ok()?;
+        .unwrap_or_default()
+        .parse()
+        .ok()?;
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    if let Some(size) = rcvbuf {
+        let _ = socket.set_recv_buffer_size(size);
+    }
+    let tcp = socket.connect(addr).await.ok()?;
     let _ = tcp.set_nodelay(true);
     let (ws, _) = tokio_tungstenite::client_async(url, tcp).await.ok()?;
     Some(ws)
@@ -112,7 +124,13 @@ pub fn main(mode: &str, args: &[String]) -> ! {
             "sink-clients" | "silent-clients" => {
                 let (url, n) = (args[0].clone(), arg(args, 1, 1usize));
                 let silent = mode == "silent-clients";
-                let all = connect_all(&url, n).await;
+                let mut all = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let rcvbuf = silent.then_some(4096);
+                    if let Some(ws) = connect_with(&url, rcvbuf).await {
+                        all.push(ws);
+                    }
+                }
                 say(&format!("READY {}", all.len()));
                 for mut ws in all {
                     let c = c.clone();
@@ -202,7 +220,15 @@ pub fn main(mode: &str, args: &[String]) -> ! {
             }
             "flood-server" | "echo-server" | "silent-server" => {
                 let count: u64 = arg(args, 0, 0);
-                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                if mode == "silent-server" {
+                    // Accepted sockets inherit it: the sender stops after a few KiB.
+                    let _ = socket.set_recv_buffer_size(4096);
+                }
+                socket
+                    .bind("127.0.0.1:0".parse().expect("address"))
+                    .expect("bind");
+                let listener = socket.listen(1024).expect("listen");
                 say(&format!(
                     "PORT {}",
                     listener.local_addr().expect("addr").port()

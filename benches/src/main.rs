@@ -225,6 +225,11 @@ fn target_dir() -> std::path::PathBuf {
         .join("bench")
 }
 
+/// `WS1C_BENCH_ADDIN_ONLY=1`: skip the baselines (for profiling the add-in alone).
+pub fn addin_only() -> bool {
+    std::env::var_os("WS1C_BENCH_ADDIN_ONLY").is_some_and(|v| v == "1")
+}
+
 /// The scenarios, in the order they run.
 const SCENARIOS: [&str; 8] = [
     "ingest",

@@ -51,6 +51,9 @@ fn finish(rt: Runtime, load: Gen) {
 
 /// Scenario 1: `n` clients pipeline 64-byte texts into a raw server.
 pub fn server_ingest(cfg: &Cfg, n: usize, hop: bool) -> f64 {
+    if crate::addin_only() {
+        return f64::NAN;
+    }
     let rt = runtime();
     let meter = Meter::new();
     let (listener, port) = listen(&rt);
@@ -107,6 +110,9 @@ pub fn server_ingest(cfg: &Cfg, n: usize, hop: bool) -> f64 {
 /// Scenario 2: a raw server writes 64-byte texts to `n` reading clients (round robin from the
 /// OS thread with `hop`; to every one with `all`, skipping full queues as `ОтправитьВсем` does).
 pub fn server_egress(cfg: &Cfg, n: usize, all: bool, hop: bool) -> f64 {
+    if crate::addin_only() {
+        return f64::NAN;
+    }
     let rt = runtime();
     let (listener, port) = listen(&rt);
     let senders: Arc<Mutex<Vec<mpsc::Sender<Message>>>> = Arc::default();
@@ -199,6 +205,9 @@ pub fn server_egress(cfg: &Cfg, n: usize, all: bool, hop: bool) -> f64 {
 
 /// Scenario 3: a raw client reads a flooding server.
 pub fn client_ingest(cfg: &Cfg, hop: bool) -> f64 {
+    if crate::addin_only() {
+        return f64::NAN;
+    }
     let rt = runtime();
     let load = Gen::start(cfg, "flood-server", &[]);
     let url = format!("ws://127.0.0.1:{}/", load.first);
@@ -250,6 +259,9 @@ pub fn client_ingest(cfg: &Cfg, hop: bool) -> f64 {
 
 /// Scenario 5: send one text to an echo server, wait for it back; p50 and p99 in µs.
 pub fn round_trip(cfg: &Cfg, hop: bool) -> [f64; 2] {
+    if crate::addin_only() {
+        return [f64::NAN; 2];
+    }
     let rt = runtime();
     let load = Gen::start(cfg, "echo-server", &[]);
     let url = format!("ws://127.0.0.1:{}/", load.first);
@@ -369,6 +381,9 @@ async fn serve_handshake<S>(
 
 /// Scenario 8: handshakes per second (the generator counts them), ws or wss.
 pub fn handshakes(cfg: &Cfg, tls: bool, hop: bool) -> f64 {
+    if crate::addin_only() {
+        return f64::NAN;
+    }
     let rt = runtime();
     let (listener, port) = listen(&rt);
     let acceptor = tls.then(|| tls_acceptor(cfg));

@@ -264,6 +264,10 @@ where
     }
 }
 
+/// Below this many messages in a batch the writer yields its thread once before flushing
+/// (see `Writer::run`).
+const SMALL_BATCH: usize = 16;
+
 /// The writer task's settings.
 struct Writer {
     token: CancellationToken,
@@ -304,6 +308,8 @@ impl Writer {
             // Feed everything already queued, then flush once. A peer that stops reading
             // blocks these writes for good: the token cuts them short.
             let batch = async {
+                let mut fed = 0usize;
+                let mut yielded = false;
                 loop {
                     let r = match cmd {
                         Command::Send(m) => {
@@ -320,9 +326,27 @@ impl Writer {
                     if r.is_err() {
                         break r;
                     }
-                    match commands.try_recv() {
-                        Ok(next) => cmd = next,
-                        Err(_) => break sink.flush().await,
+                    fed += 1;
+                    let next = match commands.try_recv() {
+                        Ok(next) => Some(next),
+                        // Why yield: 1C sends from its own thread, one call at a time. When
+                        // that thread shares a core with this one, each `Отправить` wakes
+                        // the writer, which would flush that one message (a system call
+                        // that also runs the peer's receive path on loopback) and sleep
+                        // again. Giving the core back once lets 1C queue what it is about
+                        // to send, so a burst leaves in one write. Where 1C is not
+                        // runnable (it waits for an answer) or has its own core, the yield
+                        // returns at once.
+                        Err(_) if fed < SMALL_BATCH && !yielded => {
+                            yielded = true;
+                            std::thread::yield_now();
+                            commands.try_recv().ok()
+                        }
+                        Err(_) => None,
+                    };
+                    match next {
+                        Some(next) => cmd = next,
+                        None => break sink.flush().await,
                     }
                 }
             };

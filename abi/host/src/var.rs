@@ -516,17 +516,22 @@ pub(crate) fn wz(s: &str) -> Vec<u16> {
 /// # Safety
 /// `p` must be non-null, 2-aligned and point to readable memory up to and including a 0 unit.
 pub(crate) unsafe fn read_wz(p: *const u16) -> Vec<u16> {
-    let mut out = Vec::new();
-    let mut i = 0usize;
-    loop {
-        // SAFETY: per the contract every unit up to the terminator is readable.
-        let u = unsafe { p.add(i).read() };
-        if u == 0 {
-            return out;
-        }
-        out.push(u);
-        i += 1;
+    // SAFETY: forwarded contract.
+    unsafe { wz_slice(p) }.to_vec()
+}
+
+/// The units of a NUL-terminated UTF-16 string, without the terminator.
+///
+/// # Safety
+/// As [`read_wz`]; the string must not change while the slice is in use.
+unsafe fn wz_slice<'a>(p: *const u16) -> &'a [u16] {
+    let mut len = 0usize;
+    // SAFETY: per the contract every unit up to the terminator is readable.
+    while unsafe { p.add(len).read() } != 0 {
+        len += 1;
     }
+    // SAFETY: the `len` units before the terminator were just read one by one.
+    unsafe { std::slice::from_raw_parts(p, len) }
 }
 
 /// Reads a NUL-terminated UTF-16 string that may be null; null reads as `None`.
@@ -535,11 +540,14 @@ pub(crate) unsafe fn read_wz(p: *const u16) -> Vec<u16> {
 /// As [`read_wz`] when `p` is non-null.
 pub(crate) unsafe fn read_wz_opt(p: *const u16) -> Option<String> {
     if p.is_null() {
-        None
-    } else {
-        // SAFETY: forwarded contract.
-        Some(String::from_utf16_lossy(&unsafe { read_wz(p) }))
+        return None;
     }
+    // SAFETY: forwarded contract; the slice is used only within this call.
+    let units = unsafe { wz_slice(p) };
+    if units.iter().all(|&u| u < 0x80) {
+        return Some(units.iter().map(|&u| char::from(u as u8)).collect());
+    }
+    Some(String::from_utf16_lossy(units))
 }
 
 #[cfg(test)]
