@@ -141,6 +141,23 @@ impl Args {
     pub fn take_outs(&mut self) -> Vec<(usize, Value)> {
         std::mem::take(&mut self.outs)
     }
+
+    /// The by-reference values written during the call, drained (the buffer stays).
+    pub fn drain_outs(&mut self) -> std::vec::Drain<'_, (usize, Value)> {
+        self.outs.drain(..)
+    }
+
+    /// Empties the arguments for the next call, keeping both buffers: the platform calls
+    /// in a loop, and two allocations per call are worth saving there.
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.outs.clear();
+    }
+
+    /// Appends the next argument.
+    pub fn push(&mut self, v: Value) {
+        self.values.push(v);
+    }
 }
 
 /// What each object implements; `AddIn` has already checked the arguments.

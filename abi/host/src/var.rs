@@ -335,7 +335,11 @@ pub(crate) fn encode(mm: &MemState, v: &Var) -> TVariant {
         Var::R8(x) | Var::Date(x) => t.payload.f64 = *x,
         Var::Tm(tm) => t.payload.tm = tm.to_tm(),
         Var::Str(s) => {
-            let units: Vec<u16> = s.encode_utf16().collect();
+            let units: Vec<u16> = if s.is_ascii() {
+                s.bytes().map(u16::from).collect()
+            } else {
+                s.encode_utf16().collect()
+            };
             let len = u32::try_from(units.len()).expect("string too long for wstrLen");
             t.payload.wstr = WStr {
                 ptr: mm.alloc_wstr(&units),
@@ -465,9 +469,9 @@ pub(crate) fn decode(mm: &MemState, t: &TVariant, violation: &mut dyn FnMut(Stri
                     "PWSTR wstrLen={len} counts a trailing NUL (1C would get a string ending in U+0000)"
                 ));
             }
-            if units.iter().all(|&u| u < 0x80) {
-                // ASCII: no decoding needed (keeps the emulated platform out of benchmarks).
-                return Var::Str(units.iter().map(|&u| char::from(u as u8)).collect());
+            if let Some(s) = ascii(&units) {
+                // No decoding needed (keeps the emulated platform out of benchmarks).
+                return Var::Str(s);
             }
             match String::from_utf16(&units) {
                 Ok(s) => Var::Str(s),
@@ -544,10 +548,15 @@ pub(crate) unsafe fn read_wz_opt(p: *const u16) -> Option<String> {
     }
     // SAFETY: forwarded contract; the slice is used only within this call.
     let units = unsafe { wz_slice(p) };
-    if units.iter().all(|&u| u < 0x80) {
-        return Some(units.iter().map(|&u| char::from(u as u8)).collect());
+    Some(ascii(units).unwrap_or_else(|| String::from_utf16_lossy(units)))
+}
+
+/// `units` as a string if they are all ASCII (narrowed byte by byte, no decoding).
+fn ascii(units: &[u16]) -> Option<String> {
+    if !units.iter().all(|&u| u < 0x80) {
+        return None;
     }
-    Some(String::from_utf16_lossy(units))
+    String::from_utf8(units.iter().map(|&u| u as u8).collect()).ok()
 }
 
 #[cfg(test)]
