@@ -13,7 +13,7 @@
 //!   OS thread that takes it, and every sent message comes from one through a channel (what
 //!   any add-in must do at least once, since 1C calls it from its own thread).
 //!
-//! Usage: `ws1c-bench [--quick] [--runs N] [--only a,b] [--pin] [--out FILE]`;
+//! Usage: `ws1c-bench [--quick | --smoke] [--runs N] [--only a,b] [--pin] [--out FILE]`;
 //! `ws1c-bench load MODE ARGS…` is the load generator; `ws1c-bench idle IMPL N` one idle-memory
 //! measurement in a fresh process.
 
@@ -255,7 +255,9 @@ fn main() {
         }
         _ => {}
     }
-    let quick = args.iter().any(|a| a == "--quick");
+    // --smoke: every scenario for a moment (CI checks that it runs, not how fast).
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let quick = smoke || args.iter().any(|a| a == "--quick");
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
@@ -273,15 +275,39 @@ fn main() {
     make_pki(&pki);
     let cfg = Cfg {
         pin: args.iter().any(|a| a == "--pin"),
-        warmup: Duration::from_millis(if quick { 100 } else { 400 }),
-        window: Duration::from_millis(if quick { 250 } else { 1500 }),
-        idle: if quick { 500 } else { 10_000 },
+        warmup: Duration::from_millis(if smoke {
+            30
+        } else if quick {
+            100
+        } else {
+            400
+        }),
+        window: Duration::from_millis(if smoke {
+            80
+        } else if quick {
+            250
+        } else {
+            1500
+        }),
+        idle: if smoke {
+            100
+        } else if quick {
+            500
+        } else {
+            10_000
+        },
         max_conns: if quick {
             0
         } else {
             (limit as usize).saturating_sub(100).min(19_900)
         },
-        calls: if quick { 20_000 } else { 200_000 },
+        calls: if smoke {
+            2_000
+        } else if quick {
+            20_000
+        } else {
+            200_000
+        },
         pki: pki.clone(),
     };
     let host = addin::load();
