@@ -74,6 +74,8 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 pub const MAX_QUEUE_CAPACITY: usize = 10_000_000;
 /// Default bound on how long `Done()` waits for the object's tasks.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a receive yields its thread, re-checking the queue, before it blocks.
+const RECEIVE_SPIN: Duration = Duration::from_micros(200);
 /// Depth of the platform's event buffer requested at `Init`. Events the platform refuses
 /// beyond it stay in the pull queue and are counted, so nothing is lost either way.
 pub const EVENT_BUFFER_DEPTH: i64 = 1000;
@@ -425,6 +427,7 @@ impl Hub {
     /// connection is live and nothing is queued.
     pub fn receive(&self, wait: Option<Duration>, messages_only: bool) -> Option<Event> {
         let mut deadline: Option<Instant> = None;
+        let mut spin_end: Option<Instant> = None;
         let mut g = self.lock();
         if g.auto && g.mode != DeliveryMode::Pull {
             // Auto pushes where the platform delivers events, but code written for the
@@ -452,9 +455,21 @@ impl Hub {
             if g.closed || g.active == 0 {
                 return None;
             }
-            g.readers += 1;
             // The clock is read only when there is nothing to take.
             let until = wait.map(|w| *deadline.get_or_insert_with(|| Instant::now() + w));
+            let spin_until = *spin_end.get_or_insert_with(|| Instant::now() + RECEIVE_SPIN);
+            if wait.is_none_or(|w| w > RECEIVE_SPIN) && Instant::now() < spin_until {
+                // Why spin first: an answer is often microseconds away (a round trip on
+                // loopback), while a blocked thread costs a futex wake-up and a reschedule
+                // to resume. Yielding (not busy-waiting) lets a connection task sharing
+                // this core run meanwhile; where nothing else wants the core the spin
+                // costs at most `RECEIVE_SPIN` of CPU, and then the thread blocks.
+                drop(g);
+                std::thread::yield_now();
+                g = self.lock();
+                continue;
+            }
+            g.readers += 1;
             g = match until {
                 None => self.readable.wait(g).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
