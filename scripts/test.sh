@@ -90,6 +90,16 @@ if [ "$rc" != 0 ] && ! grep -aqE '[1-9][0-9]* failed' "$log_dir/cargo-test.log";
     failed=$((failed + 1))
 fi
 
+step "benchmark smoke run (every scenario for a moment; speed is not checked)"
+if cargo build --release -q -p ws1c-bench &&
+    timeout 600 target/release/ws1c-bench --smoke --out "$root/target/bench/smoke.json" \
+        >"$log_dir/bench-smoke.log" 2>&1; then
+    ok "bench smoke"
+else
+    bad "bench smoke (see target/test-logs/bench-smoke.log)"
+    tail -20 "$log_dir/bench-smoke.log"
+fi
+
 step "core unit tests without test hooks"
 cargo test -q -p ws1c --lib 2>&1 | tee "$log_dir/core-no-hooks.log"
 rc=${PIPESTATUS[0]}

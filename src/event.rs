@@ -111,6 +111,26 @@ impl Event {
 
     /// The one-line JSON header (`Событие`).
     pub fn header(&self) -> String {
+        // Messages are most events: their fixed shapes are written directly (same text as the
+        // general path below, which the tests compare against).
+        match (&self.kind, self.conn) {
+            // Text holding U+0000 takes the general path (it gains "Encoding").
+            (EventKind::Text(t), None) if !t.contains('\0') => {
+                return r#"{"Event":"Message","Type":"Text"}"#.into();
+            }
+            (EventKind::Text(t), Some(c)) if !t.contains('\0') => {
+                return format!(r#"{{"Event":"Message","Type":"Text","Connection":{c}}}"#);
+            }
+            (EventKind::Binary(_), None) => {
+                return r#"{"Event":"Message","Type":"Binary","Encoding":"base64"}"#.into();
+            }
+            (EventKind::Binary(_), Some(c)) => {
+                return format!(
+                    r#"{{"Event":"Message","Type":"Binary","Connection":{c},"Encoding":"base64"}}"#
+                );
+            }
+            _ => {}
+        }
         let fields: Vec<(&str, Json)> = match &self.kind {
             EventKind::Open { address, path, .. } => vec![
                 ("Event", json!("Connection")),

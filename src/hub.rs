@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Names, Result};
-use crate::event::Event;
+use crate::event::{Event, EventKind};
 use crate::lang::Lang;
 use crate::platform::{AppType, Emit, EventSink};
 use crate::registry::PropId;
@@ -74,6 +74,8 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 pub const MAX_QUEUE_CAPACITY: usize = 10_000_000;
 /// Default bound on how long `Done()` waits for the object's tasks.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a receive yields its thread, re-checking the queue, before it blocks.
+const RECEIVE_SPIN: Duration = Duration::from_micros(200);
 /// Depth of the platform's event buffer requested at `Init`. Events the platform refuses
 /// beyond it stay in the pull queue and are counted, so nothing is lost either way.
 pub const EVENT_BUFFER_DEPTH: i64 = 1000;
@@ -183,6 +185,8 @@ struct Inner {
     mode: DeliveryMode,
     /// The mode was set to `Auto`: the first pull call switches it to pull for good.
     auto: bool,
+    /// How many times an auto object switched to pull (the pusher orders around it).
+    switched: u64,
     /// `Источник` of external events.
     source: String,
     /// Where pushed events go; `None` until `Init`, and after `Done()`.
@@ -226,6 +230,7 @@ impl Hub {
                 capacity: settings.capacity,
                 mode,
                 auto: settings.mode == DeliveryMode::Auto,
+                switched: 0,
                 source: settings.source.clone(),
                 sink: None,
                 undelivered: 0,
@@ -300,38 +305,91 @@ impl Hub {
     /// Publishes `ev`, waiting for room if it is a message and the queue is full, until
     /// `cancel` fires or the hub closes (then the event is dropped: nobody is left to see it).
     pub async fn publish(&self, ev: Event, cancel: &CancellationToken) {
-        let is_message = ev.is_message();
-        let mut ev = Some(ev);
+        let mut one = VecDeque::from([ev]);
+        self.publish_all(&mut one, cancel).await;
+    }
+
+    /// Publishes `evs` in order, as [`Hub::publish`] each, but under one lock and with one
+    /// wake-up of the reader (or the pusher) for the whole batch while there is room: a
+    /// connection reads every frame already buffered and hands them over together. Leaves
+    /// `evs` empty.
+    pub async fn publish_all(&self, evs: &mut VecDeque<Event>, cancel: &CancellationToken) {
+        // Fast path: no waiter registration when there is room (the usual case).
+        if self.try_publish(evs) {
+            return;
+        }
         loop {
-            // Created before the check, so a wake-up between the check and the await is kept.
+            // Registered before the re-check, so a wake-up between the check and the await
+            // is kept.
             let room = self.space.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            {
-                let mut g = self.lock();
-                if g.closed {
-                    return;
-                }
-                if !is_message || g.queued < g.capacity {
-                    if let Some(ev) = ev.take() {
-                        self.enqueue(&mut g, ev);
-                    }
-                    return;
-                }
+            if self.try_publish(evs) {
+                return;
             }
             tokio::select! {
                 _ = &mut room => {}
-                _ = cancel.cancelled() => return,
+                _ = cancel.cancelled() => return evs.clear(),
             }
         }
     }
 
+    /// Enqueues from the front of `evs` while there is room (connection events always
+    /// fit); true when nothing is left to wait for (all queued, or the hub is closed).
+    fn try_publish(&self, evs: &mut VecDeque<Event>) -> bool {
+        let mut g = self.lock();
+        if g.closed {
+            evs.clear();
+            return true;
+        }
+        let mut added = 0;
+        while let Some(ev) = evs.front() {
+            if ev.is_message() && g.queued >= g.capacity {
+                break;
+            }
+            if let Some(ev) = evs.pop_front() {
+                self.enqueue(&mut g, ev);
+                added += 1;
+            }
+        }
+        if added > 0 {
+            self.wake_consumers(&g, added);
+        }
+        evs.is_empty()
+    }
+
+    /// After `added` events were queued: wakes the 1C threads blocked in a receive, or the
+    /// pusher. Once per batch: a condvar notify is a system call even with nobody waiting,
+    /// hence the `readers` check.
+    fn wake_consumers(&self, g: &Inner, added: usize) {
+        match g.mode {
+            DeliveryMode::Pull => {}
+            _ => self.push_ready.notify_one(),
+        }
+        if g.mode != DeliveryMode::Push && g.mode != DeliveryMode::Auto && g.readers > 0 {
+            if added > 1 && g.readers > 1 {
+                self.readable.notify_all();
+            } else {
+                self.readable.notify_one();
+            }
+        }
+    }
+
+    /// Whether taking one event from a queue of `before` (of `capacity`) should wake waiting
+    /// producers. Not at every take from a full queue: that would wake a connection for
+    /// each message, only for it to fill the one free slot and sleep again. Producers are
+    /// woken when the queue has drained to three quarters, and then refill it in batches.
+    fn should_wake_producers(before: usize, capacity: usize) -> bool {
+        let resume = capacity - (capacity / 4).max(1).min(capacity);
+        before > resume && before - 1 <= resume
+    }
+
+    /// Queues `ev` by the mode; the caller wakes the consumers ([`Hub::wake_consumers`]).
     fn enqueue(&self, g: &mut Inner, ev: Event) {
         match g.mode {
             DeliveryMode::Push | DeliveryMode::Auto => {
                 g.queued += 1;
                 g.push.push_back(Push::Event(ev));
-                self.push_ready.notify_one();
             }
             DeliveryMode::Notify => {
                 // Notices are bounded too: past `capacity` of them unsent, the platform is
@@ -339,10 +397,13 @@ impl Hub {
                 if g.push.len() < g.capacity {
                     g.push.push_back(Push::Note(ev.notification()));
                 }
-                self.put_pull(g, ev);
-                self.push_ready.notify_one();
+                g.queued += 1;
+                g.pull.push_back(ev);
             }
-            DeliveryMode::Pull => self.put_pull(g, ev),
+            DeliveryMode::Pull => {
+                g.queued += 1;
+                g.pull.push_back(ev);
+            }
         }
     }
 
@@ -365,13 +426,15 @@ impl Hub {
     /// `Статус`; `ПолучитьСобытие` sees them). Returns `None` on timeout, or at once when no
     /// connection is live and nothing is queued.
     pub fn receive(&self, wait: Option<Duration>, messages_only: bool) -> Option<Event> {
-        let deadline = wait.map(|d| Instant::now() + d);
+        let mut deadline: Option<Instant> = None;
+        let mut spin_end: Option<Instant> = None;
         let mut g = self.lock();
         if g.auto && g.mode != DeliveryMode::Pull {
             // Auto pushes where the platform delivers events, but code written for the
             // documented component pulls: from its first pull call on, this object pulls.
             // Events not yet pushed join the pull queue, in order.
             g.mode = DeliveryMode::Pull;
+            g.switched += 1;
             while let Some(p) = g.push.pop_front() {
                 if let Push::Event(ev) = p {
                     g.pull.push_back(ev);
@@ -380,9 +443,9 @@ impl Hub {
         }
         loop {
             while let Some(ev) = g.pull.pop_front() {
-                let was_full = g.queued >= g.capacity;
+                let before = g.queued;
                 g.queued -= 1;
-                if was_full {
+                if Self::should_wake_producers(before, g.capacity) {
                     self.space.notify_waiters();
                 }
                 if !messages_only || ev.is_message() {
@@ -392,8 +455,22 @@ impl Hub {
             if g.closed || g.active == 0 {
                 return None;
             }
+            // The clock is read only when there is nothing to take.
+            let until = wait.map(|w| *deadline.get_or_insert_with(|| Instant::now() + w));
+            let spin_until = *spin_end.get_or_insert_with(|| Instant::now() + RECEIVE_SPIN);
+            if wait.is_none_or(|w| w > RECEIVE_SPIN) && Instant::now() < spin_until {
+                // Why spin first: an answer is often microseconds away (a round trip on
+                // loopback), while a blocked thread costs a futex wake-up and a reschedule
+                // to resume. Yielding (not busy-waiting) lets a connection task sharing
+                // this core run meanwhile; where nothing else wants the core the spin
+                // costs at most `RECEIVE_SPIN` of CPU, and then the thread blocks.
+                drop(g);
+                std::thread::yield_now();
+                g = self.lock();
+                continue;
+            }
             g.readers += 1;
-            g = match deadline {
+            g = match until {
                 None => self.readable.wait(g).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
@@ -415,36 +492,76 @@ impl Hub {
     /// An event the platform refuses goes to the pull queue and is counted, so nothing is
     /// lost; a notification the platform refuses costs nothing (its event waits in pull).
     pub async fn run_pusher(self: Arc<Self>, cancel: CancellationToken) {
+        // Taken under one lock and raised one by one outside it (ExternalEvent may block).
+        const BATCH: usize = 64;
+        let mut batch: Vec<Push> = Vec::with_capacity(BATCH);
         loop {
-            let next = {
+            let (sink, source, pull_before) = {
                 let mut g = self.lock();
                 if g.closed {
                     return;
                 }
-                g.push
-                    .pop_front()
-                    .map(|p| (p, g.sink.clone(), g.source.clone()))
+                let n = g.push.len().min(BATCH);
+                batch.extend(g.push.drain(..n));
+                (g.sink.clone(), g.source.clone(), g.switched)
             };
-            let Some((item, sink, source)) = next else {
+            if batch.is_empty() {
                 tokio::select! {
                     _ = self.push_ready.notified() => continue,
                     _ = cancel.cancelled() => return,
                 }
-            };
-            let emitted = match (&item, &sink) {
-                (Push::Event(ev), Some(s)) => s.emit(&source, &ev.header(), &ev.data()),
-                (Push::Note(note), Some(s)) => s.emit(&source, note, ""),
-                (_, None) => Emit::Closed,
-            };
-            if let Push::Event(ev) = item {
-                let mut g = self.lock();
-                g.queued -= 1;
-                if emitted != Emit::Delivered {
-                    g.undelivered += 1;
-                    self.put_pull(&mut g, ev);
-                } else if g.queued + 1 >= g.capacity {
-                    self.space.notify_waiters();
+            }
+            // (event, delivered) for the bookkeeping below, in order.
+            let mut outcomes: Vec<(Event, bool)> = Vec::new();
+            for item in batch.drain(..) {
+                let emitted = match (&item, &sink) {
+                    (Push::Event(ev), Some(s)) => match &ev.kind {
+                        // No copy of the text, unless it must go as base64 (a NUL).
+                        EventKind::Text(t) if !t.contains('\0') => s.emit(&source, &ev.header(), t),
+                        _ => s.emit(&source, &ev.header(), &ev.data()),
+                    },
+                    (Push::Note(note), Some(s)) => s.emit(&source, note, ""),
+                    (_, None) => Emit::Closed,
+                };
+                if let Push::Event(ev) = item {
+                    outcomes.push((ev, emitted == Emit::Delivered));
                 }
+            }
+            if outcomes.is_empty() {
+                continue;
+            }
+            let mut g = self.lock();
+            // An auto object that switched to pull meanwhile moved the events queued after
+            // this batch to the pull queue: refused events of the batch go before them.
+            let switched = g.switched != pull_before;
+            let mut refused = Vec::new();
+            let mut wake = false;
+            for (ev, delivered) in outcomes {
+                let before = g.queued;
+                g.queued -= 1;
+                if !delivered {
+                    g.undelivered += 1;
+                    refused.push(ev);
+                } else if Self::should_wake_producers(before, g.capacity) {
+                    wake = true;
+                }
+            }
+            if switched {
+                for ev in refused.into_iter().rev() {
+                    g.queued += 1;
+                    g.pull.push_front(ev);
+                }
+                if g.readers > 0 {
+                    self.readable.notify_all();
+                }
+            } else {
+                for ev in refused {
+                    self.put_pull(&mut g, ev);
+                }
+            }
+            drop(g);
+            if wake {
+                self.space.notify_waiters();
             }
         }
     }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use ws1c::hub::EVENT_BUFFER_DEPTH;
 use ws1c::platform::PlatformContext;
+use ws1c::value::ParamType;
 use ws1c::{AddIn, Args, Error, Value};
 
 use crate::guard::catch;
@@ -123,6 +124,8 @@ struct State {
     /// From `setMemManager`; dropped by `Done()`.
     mem: Option<MemoryManager>,
     done: bool,
+    /// The last call's argument buffers, kept for the next call.
+    args: Args,
 }
 
 impl Component {
@@ -141,6 +144,7 @@ impl Component {
                 conn: None,
                 mem: None,
                 done: false,
+                args: Args::default(),
             },
         }))
     }
@@ -498,31 +502,53 @@ unsafe fn call(
             return false;
         }
     };
-    // SAFETY: `n` readable variants at `params` per the contract.
-    let values = (0..n)
-        .map(|k| unsafe { variant::read(params.add(k)) })
-        .collect();
-    let mut args = Args::new(values);
+    // A by-reference parameter the method only writes (`Данные` of `Получить`) usually
+    // still holds the previous result: reading it would decode a string for nothing.
+    let decl = s
+        .addin
+        .members()
+        .methods
+        .get(index(idx))
+        .map_or(&[][..], |m| m.params);
+    // The previous call's buffers, reused (put back below on the usual path).
+    let mut args = std::mem::take(&mut s.args);
+    args.clear();
+    for k in 0..n {
+        args.push(if decl.get(k).is_some_and(|p| p.ty == ParamType::Out) {
+            Value::Empty
+        } else {
+            // SAFETY: `n` readable variants at `params` per the contract.
+            unsafe { variant::read(params.add(k)) }
+        });
+    }
     let r = s.addin.call(index(idx), &mut args);
     let Some(result) = s.check(r) else {
         return false;
     };
-    let outs = args.take_outs();
-    if outs.is_empty() && ret.is_null() {
-        return true;
-    }
-    let Some(mem) = s.mem() else { return false };
     let mut ok = true;
-    for (k, v) in outs {
-        if k < n {
-            // SAFETY: slot `k` of the platform's array, whose current tag we honour.
-            ok &= unsafe { variant::write_out(mem, params.add(k), &v) }.is_ok();
+    let mut outs = args.drain_outs().peekable();
+    if outs.peek().is_some() || !ret.is_null() {
+        let Some(mem) = s.mem.as_ref() else {
+            drop(outs);
+            s.mem();
+            return false;
+        };
+        for (k, v) in outs {
+            if k < n {
+                // SAFETY: slot `k` of the platform's array, whose current tag we honour.
+                ok &= unsafe { variant::write_out(mem, params.add(k), &v) }.is_ok();
+            }
         }
+        if !ret.is_null() {
+            // SAFETY: the platform's zeroed result variant.
+            ok &= unsafe { variant::write_fresh(mem, ret, &result) }.is_ok();
+        }
+    } else {
+        drop(outs);
     }
-    if !ret.is_null() {
-        // SAFETY: the platform's zeroed result variant.
-        ok &= unsafe { variant::write_fresh(mem, ret, &result) }.is_ok();
-    }
+    // Values are dropped now (a large message must not wait for the next call).
+    args.clear();
+    s.args = args;
     ok || s.no_memory()
 }
 

@@ -61,15 +61,19 @@ impl MemoryManager {
     /// A NUL-terminated UTF-16 copy of `s` in platform memory, and its length in units
     /// without the NUL.
     pub fn alloc_wstr(&self, s: &str) -> Option<(NonNull<u16>, u32)> {
-        let units = s.encode_utf16().count();
+        let units = crate::wstr::utf16_len(s);
         let len = u32::try_from(units).ok()?;
         let bytes = units.checked_add(1)?.checked_mul(2)?;
         let p = self.alloc(bytes)?.cast::<u16>();
-        for (i, u) in s.encode_utf16().chain(std::iter::once(0)).enumerate() {
-            // SAFETY: the buffer holds `units + 1` u16 slots, exactly what this loop writes;
-            // the platform's allocator aligns at least to 2.
-            unsafe { p.as_ptr().add(i).write(u) };
-        }
+        // SAFETY: the buffer holds `units + 1` u16 slots, the platform's allocator aligns at
+        // least to 2, and nobody else sees it yet: zeroed first (a slice must not cover
+        // uninitialised memory), then viewed as exactly those slots.
+        let out = unsafe {
+            p.as_ptr().write_bytes(0, units + 1);
+            std::slice::from_raw_parts_mut(p.as_ptr(), units + 1)
+        };
+        crate::wstr::encode_into(s, &mut out[..units]);
+        out[units] = 0;
         Some((p, len))
     }
 

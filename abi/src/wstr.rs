@@ -6,7 +6,37 @@ const MAX_SCAN: usize = 1 << 20;
 
 /// `s` as UTF-16 with a trailing NUL, for calls into the platform (it copies them).
 pub fn to_wide_nul(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain(std::iter::once(0)).collect()
+    let mut w = Vec::with_capacity(utf16_len(s) + 1);
+    if s.is_ascii() {
+        // The common case (JSON headers, most messages): one widening copy, no decoding.
+        w.extend(s.bytes().map(u16::from));
+    } else {
+        w.extend(s.encode_utf16());
+    }
+    w.push(0);
+    w
+}
+
+/// The length of `s` in UTF-16 units, without decoding it: one unit per character (every
+/// byte that is not a UTF-8 continuation byte), plus one more for each 4-byte character
+/// (those are surrogate pairs in UTF-16).
+pub fn utf16_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| usize::from((b & 0xC0) != 0x80) + usize::from(b >= 0xF0))
+        .sum()
+}
+
+/// Writes `s` as UTF-16 into `out`, which holds exactly `utf16_len(s)` units.
+pub fn encode_into(s: &str, out: &mut [u16]) {
+    if s.is_ascii() {
+        for (o, b) in out.iter_mut().zip(s.bytes()) {
+            *o = u16::from(b);
+        }
+    } else {
+        for (o, u) in out.iter_mut().zip(s.encode_utf16()) {
+            *o = u;
+        }
+    }
 }
 
 /// Reads a NUL-terminated UTF-16 string; null gives "". Unpaired surrogates become U+FFFD.
@@ -36,7 +66,22 @@ pub unsafe fn read_len(p: *const u16, len: usize) -> String {
     }
     // SAFETY: guaranteed by the caller.
     let units = unsafe { std::slice::from_raw_parts(p, len) };
-    String::from_utf16_lossy(units)
+    from_units(units)
+}
+
+/// UTF-16 to a `String`; unpaired surrogates become U+FFFD. ASCII (most messages, every
+/// JSON header) is widened byte by byte instead of decoded character by character.
+pub fn from_units(units: &[u16]) -> String {
+    if units.iter().all(|&u| u < 0x80) {
+        let bytes: Vec<u8> = units.iter().map(|&u| u as u8).collect();
+        // SAFETY: every byte is below 0x80, so the bytes are ASCII and thus valid UTF-8.
+        return unsafe { String::from_utf8_unchecked(bytes) };
+    }
+    // Cyrillic and the rest of the BMP take 2-3 bytes per unit; reserve for 2 to avoid
+    // growing a typical Russian text more than once.
+    let mut s = String::with_capacity(units.len() * 2);
+    s.extend(char::decode_utf16(units.iter().copied()).map(|c| c.unwrap_or('\u{FFFD}')));
+    s
 }
 
 /// A compile-time NUL-terminated UTF-16 copy of an ASCII literal (for `GetClassNames`,
@@ -71,6 +116,30 @@ mod tests {
         let lone = [0xD800u16, 0x41, 0];
         // SAFETY: a live NUL-terminated buffer.
         assert_eq!(unsafe { read_nul(lone.as_ptr()) }, "\u{FFFD}A");
+    }
+
+    #[test]
+    fn lengths_and_fast_paths_agree_with_std() {
+        for s in [
+            "",
+            "abc",
+            "Привет",
+            "世界",
+            "😀x",
+            "a😀б世",
+            "{\"Event\":1}",
+        ] {
+            let std_units: Vec<u16> = s.encode_utf16().collect();
+            assert_eq!(utf16_len(s), std_units.len(), "{s}");
+            let mut out = vec![0u16; utf16_len(s)];
+            encode_into(s, &mut out);
+            assert_eq!(out, std_units, "{s}");
+            let mut w = to_wide_nul(s);
+            assert_eq!(w.pop(), Some(0));
+            assert_eq!(w, std_units);
+            assert_eq!(from_units(&std_units), s);
+        }
+        assert_eq!(from_units(&[0x41, 0xDC00, 0x42]), "A\u{FFFD}B");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What every open WebSocket connection runs, client or server side: a reader that
 //! publishes to the hub and a writer that drains the connection's command queue.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
@@ -153,6 +154,71 @@ struct Silence {
     unanswered: Option<Duration>,
 }
 
+/// Frames handed to the hub together at most (see `reader`).
+const READ_BATCH: usize = 64;
+
+/// What one read from the stream means.
+enum Step {
+    /// A message or a pong for the hub.
+    Event(EventKind),
+    /// Nothing for the hub (ping, raw frame, the peer's close frame).
+    Skip,
+    /// The connection ended; the close frame that tells the peer why, if it should get one.
+    End(End, Option<(u16, String)>),
+}
+
+fn step(
+    msg: Option<Result<Message, WsError>>,
+    close: &mut Option<(u16, String)>,
+    stats: &Stats,
+) -> Step {
+    match msg {
+        Some(Ok(Message::Text(t))) => {
+            count(&stats.messages_in, &stats.bytes_in, t.len());
+            Step::Event(EventKind::Text(t.as_str().to_owned()))
+        }
+        Some(Ok(Message::Binary(b))) => {
+            count(&stats.messages_in, &stats.bytes_in, b.len());
+            Step::Event(EventKind::Binary(b.to_vec()))
+        }
+        Some(Ok(Message::Pong(p))) => Step::Event(EventKind::Pong(p.to_vec())),
+        Some(Ok(Message::Ping(_) | Message::Frame(_))) => Step::Skip,
+        Some(Ok(Message::Close(f))) => {
+            *close = Some(f.map_or((1005, String::new()), |f| {
+                (u16::from(f.code), f.reason.as_str().to_owned())
+            }));
+            Step::Skip
+        }
+        None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+            let (code, reason) = close.take().unwrap_or((1006, String::new()));
+            Step::End(End::Closed(code, reason), None)
+        }
+        // A TLS peer that vanished (no close_notify) is the same as a plain one: 1006.
+        Some(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            let (code, reason) = close.take().unwrap_or((1006, String::new()));
+            Step::End(End::Closed(code, reason), None)
+        }
+        Some(Err(WsError::Capacity(e))) => Step::End(
+            End::Failed(format!(
+                "incoming message too large: {e} (max_message_size / max_frame_size)"
+            )),
+            Some((1009, format!("message too big: {e}"))),
+        ),
+        Some(Err(e)) => {
+            let bye = farewell(&e);
+            Step::End(End::Failed(e.to_string()), bye)
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever without it (no timer is registered then).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn reader<S>(
     mut stream: SplitStream<WebSocketStream<S>>,
     hub: &Hub,
@@ -166,76 +232,75 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut close: Option<(u16, String)> = None;
-    // Far enough never to fire when there is no such timeout.
-    let never = Duration::from_secs(100 * 365 * 86_400);
-    let idle = silence.idle.unwrap_or(never);
-    let unanswered = silence.unanswered.unwrap_or(never);
+    let timed = silence.idle.is_some() || silence.unanswered.is_some();
     // Silence is counted from the last frame read, or from the end of the last wait for
     // room in the hub: while the hub applies back-pressure nothing is read, and a pong that
     // sits unread in the socket must not count as missing.
     let mut last = Instant::now();
+    // One waiter registration for the connection's life, not one per message.
+    let cancelled = token.cancelled();
+    tokio::pin!(cancelled);
+    let mut batch = VecDeque::new();
     loop {
         let msg = tokio::select! {
             biased;
-            _ = token.cancelled() => return (End::Cancelled, None),
+            _ = &mut cancelled => return (End::Cancelled, None),
             m = stream.next() => m,
-            _ = tokio::time::sleep_until(last + idle) => {
-                let ms = idle.as_millis();
+            _ = sleep_until(silence.idle.map(|d| last + d)) => {
+                let ms = silence.idle.unwrap_or_default().as_millis();
                 let reason = format!("idle timeout: nothing received for {ms} ms");
                 return (End::Closed(1001, reason.clone()), Some((1001, reason)));
             }
-            _ = tokio::time::sleep_until(last + unanswered) => {
-                let ms = unanswered.as_millis();
+            _ = sleep_until(silence.unanswered.map(|d| last + d)) => {
+                let ms = silence.unanswered.unwrap_or_default().as_millis();
                 let error = format!(
                     "no answer to ping: nothing received from the peer for {ms} ms (ping_interval_ms + pong_timeout_ms)"
                 );
                 return (End::Failed(error), None);
             }
         };
-        last = Instant::now();
-        let kind = match msg {
-            Some(Ok(Message::Text(t))) => {
-                count(&stats.messages_in, &stats.bytes_in, t.len());
-                EventKind::Text(t.as_str().to_owned())
+        let mut end = None;
+        let mut next = Some(msg);
+        // Frames already buffered (or readable right now) join this one: the hub is locked
+        // and the 1C thread woken once per batch instead of once per message. Polling with
+        // a no-op waker is fine: the `select!` above polls again with the real one before
+        // this task sleeps.
+        while let Some(msg) = next.take() {
+            match step(msg, &mut close, stats) {
+                Step::Event(kind) => batch.push_back(Event { conn, kind }),
+                Step::Skip => {}
+                Step::End(e, bye) => {
+                    end = Some((e, bye));
+                    break;
+                }
             }
-            Some(Ok(Message::Binary(b))) => {
-                count(&stats.messages_in, &stats.bytes_in, b.len());
-                EventKind::Binary(b.to_vec())
+            if batch.len() < READ_BATCH {
+                next = stream.next().now_or_never();
             }
-            Some(Ok(Message::Pong(p))) => EventKind::Pong(p.to_vec()),
-            Some(Ok(Message::Ping(_) | Message::Frame(_))) => continue,
-            Some(Ok(Message::Close(f))) => {
-                close = Some(f.map_or((1005, String::new()), |f| {
-                    (u16::from(f.code), f.reason.as_str().to_owned())
-                }));
-                continue;
-            }
-            None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
-                let (code, reason) = close.unwrap_or((1006, String::new()));
-                return (End::Closed(code, reason), None);
-            }
-            // A TLS peer that vanished (no close_notify) is the same as a plain one: 1006.
-            Some(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                let (code, reason) = close.unwrap_or((1006, String::new()));
-                return (End::Closed(code, reason), None);
-            }
-            Some(Err(WsError::Capacity(e))) => {
-                let error =
-                    format!("incoming message too large: {e} (max_message_size / max_frame_size)");
-                return (
-                    End::Failed(error),
-                    Some((1009, format!("message too big: {e}"))),
-                );
-            }
-            Some(Err(e)) => return (End::Failed(e.to_string()), farewell(&e)),
-        };
-        if log.enabled(Level::Debug) {
-            log.write(Level::Debug, || describe("in", conn, &kind, log.bodies));
         }
-        hub.publish(Event { conn, kind }, token).await;
-        last = Instant::now();
+        if timed {
+            last = Instant::now();
+        }
+        if !batch.is_empty() {
+            if log.enabled(Level::Debug) {
+                for ev in &batch {
+                    log.write(Level::Debug, || describe("in", conn, &ev.kind, log.bodies));
+                }
+            }
+            hub.publish_all(&mut batch, token).await;
+            if timed {
+                last = Instant::now();
+            }
+        }
+        if let Some(end) = end {
+            return end;
+        }
     }
 }
+
+/// Below this many messages in a batch the writer yields its thread once before flushing
+/// (see `Writer::run`).
+const SMALL_BATCH: usize = 16;
 
 /// The writer task's settings.
 struct Writer {
@@ -267,9 +332,12 @@ impl Writer {
         } = self;
         let period = ping_interval.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        // One waiter registration for the connection's life, not one per batch.
+        let cancelled = token.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let first = tokio::select! {
-                _ = token.cancelled() => break,
+                _ = &mut cancelled => break,
                 _ = ticks.tick() => Some(Command::Send(Message::Ping(Vec::new().into()))),
                 c = commands.recv() => c,
             };
@@ -277,6 +345,8 @@ impl Writer {
             // Feed everything already queued, then flush once. A peer that stops reading
             // blocks these writes for good: the token cuts them short.
             let batch = async {
+                let mut fed = 0usize;
+                let mut yielded = false;
                 loop {
                     let r = match cmd {
                         Command::Send(m) => {
@@ -293,14 +363,32 @@ impl Writer {
                     if r.is_err() {
                         break r;
                     }
-                    match commands.try_recv() {
-                        Ok(next) => cmd = next,
-                        Err(_) => break sink.flush().await,
+                    fed += 1;
+                    let next = match commands.try_recv() {
+                        Ok(next) => Some(next),
+                        // Why yield: 1C sends from its own thread, one call at a time. When
+                        // that thread shares a core with this one, each `Отправить` wakes
+                        // the writer, which would flush that one message (a system call
+                        // that also runs the peer's receive path on loopback) and sleep
+                        // again. Giving the core back once lets 1C queue what it is about
+                        // to send, so a burst leaves in one write. Where 1C is not
+                        // runnable (it waits for an answer) or has its own core, the yield
+                        // returns at once.
+                        Err(_) if fed < SMALL_BATCH && !yielded => {
+                            yielded = true;
+                            std::thread::yield_now();
+                            commands.try_recv().ok()
+                        }
+                        Err(_) => None,
+                    };
+                    match next {
+                        Some(next) => cmd = next,
+                        None => break sink.flush().await,
                     }
                 }
             };
             let result = tokio::select! {
-                _ = token.cancelled() => break,
+                _ = &mut cancelled => break,
                 r = batch => r,
             };
             if let Err(e) = result {

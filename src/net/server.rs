@@ -261,24 +261,39 @@ impl Connections {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    // A connection whose token is cancelled is ending: its reader has stopped and its
+    // socket is about to close (the token is cancelled before the writer drops the socket),
+    // so it is no longer "open", although its task has not removed the entry yet. Without
+    // this, 1C code that saw the peer go could still find the connection for a moment.
+
     /// The connection `id`, if open.
     pub fn get(&self, id: u64) -> Option<Arc<Entry>> {
-        self.lock().get(&id).cloned()
+        self.lock()
+            .get(&id)
+            .filter(|e| !e.token.is_cancelled())
+            .cloned()
     }
 
     /// Every open connection, by id.
     pub fn list(&self) -> Vec<Arc<Entry>> {
-        self.lock().values().cloned().collect()
+        self.lock()
+            .values()
+            .filter(|e| !e.token.is_cancelled())
+            .cloned()
+            .collect()
     }
 
     /// How many are open.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock()
+            .values()
+            .filter(|e| !e.token.is_cancelled())
+            .count()
     }
 
     /// Whether none is open.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.len() == 0
     }
 }
 

@@ -275,7 +275,9 @@ impl Object for Client {
                 self.disconnect(args.number(0), args.str(1));
                 Ok(Value::Empty)
             }
-            MethodId::Send => self.send(Message::text(args.str(0))).map(|()| Value::Empty),
+            MethodId::Send => self
+                .send(Message::text(args.take_str(0)))
+                .map(|()| Value::Empty),
             MethodId::SendBinary => {
                 let data = match args.get(0) {
                     Value::Binary(b) => b.clone(),

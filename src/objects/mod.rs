@@ -117,6 +117,15 @@ impl Args {
         self.get(k).as_str().unwrap_or_default()
     }
 
+    /// Argument `k` as an owned string, leaving "" behind: a message to send is moved into
+    /// the frame rather than copied once more.
+    pub fn take_str(&mut self, k: usize) -> String {
+        match self.values.get_mut(k) {
+            Some(Value::Str(s)) => std::mem::take(s),
+            _ => String::new(),
+        }
+    }
+
     /// Argument `k` as a number (checked against the table before the call).
     pub fn number(&self, k: usize) -> f64 {
         self.get(k).as_f64().unwrap_or(0.0)
@@ -131,6 +140,23 @@ impl Args {
     /// The by-reference values written during the call.
     pub fn take_outs(&mut self) -> Vec<(usize, Value)> {
         std::mem::take(&mut self.outs)
+    }
+
+    /// The by-reference values written during the call, drained (the buffer stays).
+    pub fn drain_outs(&mut self) -> std::vec::Drain<'_, (usize, Value)> {
+        self.outs.drain(..)
+    }
+
+    /// Empties the arguments for the next call, keeping both buffers: the platform calls
+    /// in a loop, and two allocations per call are worth saving there.
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.outs.clear();
+    }
+
+    /// Appends the next argument.
+    pub fn push(&mut self, v: Value) {
+        self.values.push(v);
     }
 }
 

@@ -523,12 +523,15 @@ impl Object for Server {
                 self.stop();
                 Ok(Value::Empty)
             }
-            MethodId::Send => self.send_to(client_id(args.get(0))?, Message::text(args.str(1))),
+            MethodId::Send => {
+                let id = client_id(args.get(0))?;
+                self.send_to(id, Message::text(args.take_str(1)))
+            }
             MethodId::SendBinary => self.send_to(
                 client_id(args.get(0))?,
                 Message::binary(binary(args.get(1))),
             ),
-            MethodId::Broadcast => Ok(self.broadcast(&Message::text(args.str(0)))),
+            MethodId::Broadcast => Ok(self.broadcast(&Message::text(args.take_str(0)))),
             MethodId::BroadcastBinary => Ok(self.broadcast(&Message::binary(binary(args.get(0))))),
             MethodId::Receive => receive_message(&self.hub, args, Some(1), 2),
             MethodId::ReceiveEvent => receive_event(&self.hub, args),

@@ -84,6 +84,9 @@ const S_ATTACHED_INFO: usize = 13;
 struct Events {
     pending: VecDeque<Event>,
     calls: u64,
+    /// Threads blocked in `wait_until`: a condvar notify is a system call even when nobody
+    /// waits, so `ExternalEvent` notifies only when someone does.
+    waiters: usize,
 }
 
 /// `IPlatformInfo` implementation (no destructor slots). `info` points into `strings`, which are
@@ -192,6 +195,7 @@ impl Conn {
             events: Mutex::new(Events {
                 pending: VecDeque::new(),
                 calls: 0,
+                waiters: 0,
             }),
             events_cv: Condvar::new(),
             status_line: Mutex::new(None),
@@ -313,11 +317,13 @@ impl Conn {
             if now >= deadline {
                 return false;
             }
+            g.waiters += 1;
             g = self
                 .events_cv
                 .wait_timeout(g, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            g.waiters -= 1;
         }
     }
 
@@ -571,8 +577,11 @@ unsafe extern "system" fn c_external_event(
         } else {
             c.refused.fetch_add(1, Ordering::Relaxed);
         }
+        let waiters = ev.waiters;
         drop(ev);
-        c.events_cv.notify_all();
+        if waiters > 0 {
+            c.events_cv.notify_all();
+        }
         accept
     })
 }

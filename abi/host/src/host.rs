@@ -631,6 +631,15 @@ impl Obj {
         v
     }
 
+    /// [`Obj::take_var`] for parameter slot `k`; the label is formatted only for a violation.
+    fn take_param(&self, t: &mut TVariant, k: usize) -> Var {
+        let v = decode(self.st(), t, &mut |s| {
+            self.conn.violation(format!("parameter {k}: {s}"))
+        });
+        release(self.st(), t);
+        v
+    }
+
     fn call_error(&self, errors_before: usize) -> CallError {
         match self.conn.errors_since(errors_before) {
             Some(e) => CallError {
@@ -850,7 +859,7 @@ impl Obj {
             .v
             .iter_mut()
             .enumerate()
-            .map(|(k, t)| self.take_var(t, &format!("parameter {k}")))
+            .map(|(k, t)| self.take_param(t, k))
             .collect();
         if !ok {
             return Err(self.call_error(before));

@@ -107,3 +107,27 @@ pub fn stays_mapped_after_unload(path: &std::path::Path) -> Result<bool, String>
     let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| e.to_string())?;
     Ok(maps.lines().any(|l| l.ends_with(&name)))
 }
+
+/// Raises this process's soft limit on open files to its hard limit (benchmarks that hold
+/// thousands of connections need it); returns the new soft limit.
+#[cfg(unix)]
+pub fn raise_fd_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit for the duration of the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` is a valid rlimit read back from the kernel, soft raised to hard.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // rlim_t is u64 on Linux, other widths elsewhere.
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::try_from(lim.rlim_cur).unwrap_or(u64::MAX))
+}

@@ -335,7 +335,11 @@ pub(crate) fn encode(mm: &MemState, v: &Var) -> TVariant {
         Var::R8(x) | Var::Date(x) => t.payload.f64 = *x,
         Var::Tm(tm) => t.payload.tm = tm.to_tm(),
         Var::Str(s) => {
-            let units: Vec<u16> = s.encode_utf16().collect();
+            let units: Vec<u16> = if s.is_ascii() {
+                s.bytes().map(u16::from).collect()
+            } else {
+                s.encode_utf16().collect()
+            };
             let len = u32::try_from(units.len()).expect("string too long for wstrLen");
             t.payload.wstr = WStr {
                 ptr: mm.alloc_wstr(&units),
@@ -465,6 +469,10 @@ pub(crate) fn decode(mm: &MemState, t: &TVariant, violation: &mut dyn FnMut(Stri
                     "PWSTR wstrLen={len} counts a trailing NUL (1C would get a string ending in U+0000)"
                 ));
             }
+            if let Some(s) = ascii(&units) {
+                // No decoding needed (keeps the emulated platform out of benchmarks).
+                return Var::Str(s);
+            }
             match String::from_utf16(&units) {
                 Ok(s) => Var::Str(s),
                 Err(_) => {
@@ -512,17 +520,22 @@ pub(crate) fn wz(s: &str) -> Vec<u16> {
 /// # Safety
 /// `p` must be non-null, 2-aligned and point to readable memory up to and including a 0 unit.
 pub(crate) unsafe fn read_wz(p: *const u16) -> Vec<u16> {
-    let mut out = Vec::new();
-    let mut i = 0usize;
-    loop {
-        // SAFETY: per the contract every unit up to the terminator is readable.
-        let u = unsafe { p.add(i).read() };
-        if u == 0 {
-            return out;
-        }
-        out.push(u);
-        i += 1;
+    // SAFETY: forwarded contract.
+    unsafe { wz_slice(p) }.to_vec()
+}
+
+/// The units of a NUL-terminated UTF-16 string, without the terminator.
+///
+/// # Safety
+/// As [`read_wz`]; the string must not change while the slice is in use.
+unsafe fn wz_slice<'a>(p: *const u16) -> &'a [u16] {
+    let mut len = 0usize;
+    // SAFETY: per the contract every unit up to the terminator is readable.
+    while unsafe { p.add(len).read() } != 0 {
+        len += 1;
     }
+    // SAFETY: the `len` units before the terminator were just read one by one.
+    unsafe { std::slice::from_raw_parts(p, len) }
 }
 
 /// Reads a NUL-terminated UTF-16 string that may be null; null reads as `None`.
@@ -531,11 +544,19 @@ pub(crate) unsafe fn read_wz(p: *const u16) -> Vec<u16> {
 /// As [`read_wz`] when `p` is non-null.
 pub(crate) unsafe fn read_wz_opt(p: *const u16) -> Option<String> {
     if p.is_null() {
-        None
-    } else {
-        // SAFETY: forwarded contract.
-        Some(String::from_utf16_lossy(&unsafe { read_wz(p) }))
+        return None;
     }
+    // SAFETY: forwarded contract; the slice is used only within this call.
+    let units = unsafe { wz_slice(p) };
+    Some(ascii(units).unwrap_or_else(|| String::from_utf16_lossy(units)))
+}
+
+/// `units` as a string if they are all ASCII (narrowed byte by byte, no decoding).
+fn ascii(units: &[u16]) -> Option<String> {
+    if !units.iter().all(|&u| u < 0x80) {
+        return None;
+    }
+    String::from_utf8(units.iter().map(|&u| u as u8).collect()).ok()
 }
 
 #[cfg(test)]
