@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{PyPeer, TestPki, create_with, encrypt_key, finish, make_pfx, python, serial};
+use common::{
+    Pproxy, PyPeer, TestPki, create_with, encrypt_key, finish, free_port, make_pfx, serial,
+};
 use ws1c_host::{HostOptions, Obj, Var};
 
 fn s(v: &str) -> Var {
@@ -195,69 +197,6 @@ fn client_certificates_pem_encrypted_key_and_pfx() {
     .unwrap_err();
     assert!(e.contains("укажите пароль"), "{e}");
     finish(c);
-}
-
-/// A `pproxy` process with HTTP, SOCKS5 and SOCKS4 listeners, and the same with a password.
-struct Pproxy {
-    child: std::process::Child,
-    http: u16,
-    socks5: u16,
-    socks4: u16,
-    http_auth: u16,
-    socks5_auth: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Pproxy {
-    fn start() -> Pproxy {
-        let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
-        let mut cmd = std::process::Command::new(python());
-        cmd.args(["-m", "pproxy", "--auth", "0"])
-            .arg("-l")
-            .arg(format!("http://127.0.0.1:{}", ports[0]))
-            .arg("-l")
-            .arg(format!("socks5://127.0.0.1:{}", ports[1]))
-            .arg("-l")
-            .arg(format!("socks4://127.0.0.1:{}", ports[2]))
-            .arg("-l")
-            .arg(format!("http://127.0.0.1:{}#user:pa55", ports[3]))
-            .arg("-l")
-            .arg(format!("socks5://127.0.0.1:{}#user:pa55", ports[4]))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let child = cmd
-            .spawn()
-            .expect("pproxy (scripts/test.sh installs it into .venv)");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        for p in &ports {
-            while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
-                assert!(Instant::now() < deadline, "pproxy did not start");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        Pproxy {
-            child,
-            http: ports[0],
-            socks5: ports[1],
-            socks4: ports[2],
-            http_auth: ports[3],
-            socks5_auth: ports[4],
-        }
-    }
-}
-
-impl Drop for Pproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -334,6 +334,18 @@ fn receive(c: &Obj) -> Option<Var> {
 /// The add-in's Client against a peer server started by `server(tls)`, over ws and wss,
 /// closed by either side.
 fn client_scenario(what: &str, pki: &TestPki, server: impl Fn(bool) -> Command, sees_pings: bool) {
+    client_scenario_via(what, pki, server, sees_pings, None);
+}
+
+/// The same, through `proxy` (`(url, port)`) when given: the Open event's address is then
+/// the proxy's, proof that the traffic went through it.
+fn client_scenario_via(
+    what: &str,
+    pki: &TestPki,
+    server: impl Fn(bool) -> Command,
+    sees_pings: bool,
+    proxy: Option<(&str, u16)>,
+) {
     for tls in [false, true] {
         let peer = PeerServer::start(server(tls));
         for close in [BY_CLIENT, BY_SERVER] {
@@ -343,22 +355,27 @@ fn client_scenario(what: &str, pki: &TestPki, server: impl Fn(bool) -> Command, 
                 close.0
             );
             let c = create_with("Client", HostOptions::server());
-            let (url, opts) = if tls {
-                (
-                    format!("wss://localhost:{}/interop", peer.port),
-                    format!(r#"{{"tls": {{"ca_file": "{}"}}}}"#, pki.ca.display()),
-                )
+            let mut keys = Vec::new();
+            let url = if tls {
+                keys.push(format!(r#""tls": {{"ca_file": "{}"}}"#, pki.ca.display()));
+                format!("wss://localhost:{}/interop", peer.port)
             } else {
-                (
-                    format!("ws://127.0.0.1:{}/interop", peer.port),
-                    String::new(),
-                )
+                format!("ws://127.0.0.1:{}/interop", peer.port)
             };
+            if let Some((proxy, _)) = proxy {
+                keys.push(format!(r#""proxy": "{proxy}""#));
+            }
+            let opts = format!("{{{}}}", keys.join(", "));
             assert_eq!(
                 c.call("Подключиться", &mut [s(&url), s(&opts)]).unwrap(),
                 Var::Bool(true),
                 "{what}"
             );
+            if let Some((_, port)) = proxy {
+                let (h, _) = next_event(&c, 5000).expect("the open event");
+                assert_eq!(h["State"], "Open", "{what}");
+                assert_eq!(h["Address"], format!("127.0.0.1:{port}"), "{what}: {h}");
+            }
             for text in [TEXT.to_owned(), big_text()] {
                 c.call("Отправить", &mut [s(&text)]).unwrap();
                 assert_eq!(receive(&c), Some(Var::Str(text)), "{what}");
@@ -437,6 +454,41 @@ fn client_with_python_websockets_server_over_ws_and_wss() {
         },
         false,
     );
+}
+
+#[test]
+fn client_through_pproxy_http_and_socks5_with_and_without_credentials() {
+    let _g = serial();
+    let pki = TestPki::new();
+    let (cert, key) = (pki.cert.clone(), pki.key.clone());
+    let px = common::Pproxy::start();
+    for (proxy, port) in [
+        (format!("http://127.0.0.1:{}", px.http), px.http),
+        (format!("socks5://127.0.0.1:{}", px.socks5), px.socks5),
+        (
+            format!("http://user:pa55@127.0.0.1:{}", px.http_auth),
+            px.http_auth,
+        ),
+        (
+            format!("socks5://user:pa55@127.0.0.1:{}", px.socks5_auth),
+            px.socks5_auth,
+        ),
+    ] {
+        client_scenario_via(
+            &format!("python via {proxy}"),
+            &pki,
+            |tls| {
+                let mut cmd = Command::new(python());
+                cmd.arg(peers().join("interop.py")).arg("server");
+                if tls {
+                    cmd.arg("--tls").arg(&cert).arg(&key);
+                }
+                cmd
+            },
+            false,
+            Some((&proxy, port)),
+        );
+    }
 }
 
 #[test]

@@ -481,3 +481,74 @@ pub fn make_pfx(
         .expect("openssl (scripts/test.sh installs it)");
     assert!(status.success());
 }
+
+/// A `pproxy` process (PyPI, in the venv) with HTTP, SOCKS5 and SOCKS4 listeners, and HTTP and
+/// SOCKS5 with a password; killed on drop.
+pub struct Pproxy {
+    child: std::process::Child,
+    /// Port of the `http` listener.
+    pub http: u16,
+    /// Port of the `socks5` listener.
+    pub socks5: u16,
+    /// Port of the `socks4` listener.
+    pub socks4: u16,
+    /// Port of the `http_auth` listener.
+    pub http_auth: u16,
+    /// Port of the `socks5_auth` listener.
+    pub socks5_auth: u16,
+}
+
+/// A port that was free a moment ago (for programs that cannot listen on port 0).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Pproxy {
+    /// Starts it (user `user`, password `pa55` on the `_auth` listeners) and waits for every port.
+    pub fn start() -> Pproxy {
+        let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+        let mut cmd = std::process::Command::new(python());
+        cmd.args(["-m", "pproxy", "--auth", "0"])
+            .arg("-l")
+            .arg(format!("http://127.0.0.1:{}", ports[0]))
+            .arg("-l")
+            .arg(format!("socks5://127.0.0.1:{}", ports[1]))
+            .arg("-l")
+            .arg(format!("socks4://127.0.0.1:{}", ports[2]))
+            .arg("-l")
+            .arg(format!("http://127.0.0.1:{}#user:pa55", ports[3]))
+            .arg("-l")
+            .arg(format!("socks5://127.0.0.1:{}#user:pa55", ports[4]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = cmd
+            .spawn()
+            .expect("pproxy (scripts/test.sh installs it into .venv)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        for p in &ports {
+            while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
+                assert!(std::time::Instant::now() < deadline, "pproxy did not start");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        Pproxy {
+            child,
+            http: ports[0],
+            socks5: ports[1],
+            socks4: ports[2],
+            http_auth: ports[3],
+            socks5_auth: ports[4],
+        }
+    }
+}
+
+impl Drop for Pproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
