@@ -20,6 +20,8 @@
 //! at the NUL: such a payload (and a pong that is not UTF-8) goes as base64, flagged by
 //! `"Encoding":"base64"`, in push and pull alike. `Получить` / `Принять` return the text as is.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use serde_json::{Map, Value as Json, json};
 
@@ -114,11 +116,12 @@ impl Event {
         // Messages are most events: their fixed shapes are written directly (same text as the
         // general path below, which the tests compare against).
         match (&self.kind, self.conn) {
-            // Text holding U+0000 takes the general path (it gains "Encoding").
-            (EventKind::Text(t), None) if !t.contains('\0') => {
+            // Text that goes as base64 takes the general path (it gains "Encoding").
+            (EventKind::Text(_), _) if self.base64_text() => {}
+            (EventKind::Text(_), None) => {
                 return r#"{"Event":"Message","Type":"Text"}"#.into();
             }
-            (EventKind::Text(t), Some(c)) if !t.contains('\0') => {
+            (EventKind::Text(_), Some(c)) => {
                 return format!(r#"{{"Event":"Message","Type":"Text","Connection":{c}}}"#);
             }
             (EventKind::Binary(_), None) => {
@@ -172,7 +175,14 @@ impl Event {
 
     /// The payload (`Данные`).
     pub fn data(&self) -> String {
-        match &self.kind {
+        self.payload().into_owned()
+    }
+
+    /// The payload (`Данные`), borrowed where it is the message text itself: the pusher
+    /// hands it to the platform without a copy.
+    pub fn payload(&self) -> Cow<'_, str> {
+        let b64 = |b: &[u8]| Cow::Owned(base64::engine::general_purpose::STANDARD.encode(b));
+        Cow::Owned(match &self.kind {
             EventKind::Open {
                 address,
                 path,
@@ -190,21 +200,17 @@ impl Event {
                 })
                 .to_string()
             }
-            EventKind::Text(t) if self.base64_text() => {
-                base64::engine::general_purpose::STANDARD.encode(t)
-            }
-            EventKind::Text(t) => t.clone(),
-            EventKind::Binary(b) => base64::engine::general_purpose::STANDARD.encode(b),
+            EventKind::Text(t) if self.base64_text() => return b64(t.as_bytes()),
+            EventKind::Text(t) => return Cow::Borrowed(t),
+            EventKind::Binary(b) => return b64(b),
             EventKind::Close { code, reason } => {
                 json!({"Connection": "Close", "Code": code, "Reason": reason}).to_string()
             }
             EventKind::Fail { error } => json!({"Connection": "Fail", "Error": error}).to_string(),
             EventKind::Reconnecting { .. } => "{}".to_owned(),
-            EventKind::Pong(p) if self.base64_text() => {
-                base64::engine::general_purpose::STANDARD.encode(p)
-            }
-            EventKind::Pong(p) => String::from_utf8_lossy(p).into_owned(),
-        }
+            EventKind::Pong(p) if self.base64_text() => return b64(p),
+            EventKind::Pong(p) => return String::from_utf8_lossy(p),
+        })
     }
 
     /// The short header notify mode pushes instead of the event.

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Names, Result};
-use crate::event::{Event, EventKind};
+use crate::event::Event;
 use crate::lang::Lang;
 use crate::platform::{AppType, Emit, EventSink};
 use crate::registry::PropId;
@@ -386,24 +386,18 @@ impl Hub {
 
     /// Queues `ev` by the mode; the caller wakes the consumers ([`Hub::wake_consumers`]).
     fn enqueue(&self, g: &mut Inner, ev: Event) {
+        g.queued += 1;
         match g.mode {
-            DeliveryMode::Push | DeliveryMode::Auto => {
-                g.queued += 1;
-                g.push.push_back(Push::Event(ev));
-            }
+            DeliveryMode::Push | DeliveryMode::Auto => g.push.push_back(Push::Event(ev)),
             DeliveryMode::Notify => {
                 // Notices are bounded too: past `capacity` of them unsent, the platform is
                 // not keeping up anyway, and every payload still waits in the pull queue.
                 if g.push.len() < g.capacity {
                     g.push.push_back(Push::Note(ev.notification()));
                 }
-                g.queued += 1;
                 g.pull.push_back(ev);
             }
-            DeliveryMode::Pull => {
-                g.queued += 1;
-                g.pull.push_back(ev);
-            }
+            DeliveryMode::Pull => g.pull.push_back(ev),
         }
     }
 
@@ -515,11 +509,7 @@ impl Hub {
             let mut outcomes: Vec<(Event, bool)> = Vec::new();
             for item in batch.drain(..) {
                 let emitted = match (&item, &sink) {
-                    (Push::Event(ev), Some(s)) => match &ev.kind {
-                        // No copy of the text, unless it must go as base64 (a NUL).
-                        EventKind::Text(t) if !t.contains('\0') => s.emit(&source, &ev.header(), t),
-                        _ => s.emit(&source, &ev.header(), &ev.data()),
-                    },
+                    (Push::Event(ev), Some(s)) => s.emit(&source, &ev.header(), &ev.payload()),
                     (Push::Note(note), Some(s)) => s.emit(&source, note, ""),
                     (_, None) => Emit::Closed,
                 };

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{create_with, finish, host, serial};
+use common::{WsServer, create_with, finish, host, serial};
 use ws1c_host::{HostOptions, Obj, Var};
 
 fn s(v: &str) -> Var {
@@ -515,66 +515,21 @@ fn wait_pushed(obj: &Obj, seen: &mut Vec<ws1c_host::Event>, needles: &[&str]) ->
 
 /// tokio-tungstenite echo server on 127.0.0.1:0: echoes text and binary; on the text
 /// "разрыв" it drops the TCP connection without a close frame (a network failure).
-struct EchoPeer {
-    port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+struct EchoPeer;
 
 impl EchoPeer {
-    fn start() -> EchoPeer {
+    fn start() -> WsServer {
         use futures_util::{SinkExt, StreamExt};
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                port_tx.send(listener.local_addr().unwrap().port()).unwrap();
-                loop {
-                    let accepted = tokio::select! {
-                        _ = &mut stop_rx => return,
-                        a = listener.accept() => a,
-                    };
-                    let Ok((tcp, _)) = accepted else { continue };
-                    tokio::spawn(async move {
-                        let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                            return;
-                        };
-                        while let Some(Ok(msg)) = ws.next().await {
-                            if msg.is_text() && msg.to_text().unwrap_or_default() == "разрыв"
-                            {
-                                return; // dropped: no close frame
-                            }
-                            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
-                                return;
-                            }
-                        }
-                    });
+        WsServer::start(|mut ws| async move {
+            while let Some(Ok(msg)) = ws.next().await {
+                if msg.is_text() && msg.to_text().unwrap_or_default() == "разрыв" {
+                    return; // dropped: no close frame
                 }
-            });
-        });
-        EchoPeer {
-            port: port_rx.recv().expect("port"),
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for EchoPeer {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+                if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        })
     }
 }
 

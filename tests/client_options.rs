@@ -59,6 +59,18 @@ fn echo(c: &Obj, text: &str) {
     assert_eq!(receive(c, 5000).as_deref(), Some(text));
 }
 
+/// A Python echo server over TLS with `cert` and `key`, and `extra` arguments.
+fn tls_echo(cert: &std::path::Path, key: &std::path::Path, extra: &[&str]) -> PyPeer {
+    let mut args = vec![
+        "echo",
+        "--tls",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    PyPeer::start(&args)
+}
+
 fn json(v: &str) -> String {
     // Paths into JSON strings.
     v.replace('\\', "\\\\").replace('"', "\\\"")
@@ -68,10 +80,8 @@ fn json(v: &str) -> String {
 fn tls_roots_ca_file_insecure_and_host_names() {
     let _g = serial();
     let pki = TestPki::new();
-    let cert = pki.cert.to_str().unwrap();
-    let key = pki.key.to_str().unwrap();
     let ca = json(pki.ca.to_str().unwrap());
-    let peer = PyPeer::start(&["echo", "--tls", cert, key]);
+    let peer = tls_echo(&pki.cert, &pki.key, &[]);
     let url = format!("wss://localhost:{}/", peer.port);
     let c = create_with("Client", job());
 
@@ -98,12 +108,7 @@ fn tls_roots_ca_file_insecure_and_host_names() {
 
     // A certificate for another name: refused even with the right CA; insecure accepts it.
     let (other_cert, other_key) = pki.leaf("other", &["other.example"]);
-    let other = PyPeer::start(&[
-        "echo",
-        "--tls",
-        other_cert.to_str().unwrap(),
-        other_key.to_str().unwrap(),
-    ]);
+    let other = tls_echo(&other_cert, &other_key, &[]);
     let other_url = format!("wss://localhost:{}/", other.port);
     let e = connect(
         &c,
@@ -132,14 +137,11 @@ fn client_certificates_pem_encrypted_key_and_pfx() {
     let _g = serial();
     let pki = TestPki::new();
     let ca = json(pki.ca.to_str().unwrap());
-    let peer = PyPeer::start(&[
-        "echo",
-        "--tls",
-        pki.cert.to_str().unwrap(),
-        pki.key.to_str().unwrap(),
-        "--client-ca",
-        pki.ca.to_str().unwrap(),
-    ]);
+    let peer = tls_echo(
+        &pki.cert,
+        &pki.key,
+        &["--client-ca", pki.ca.to_str().unwrap()],
+    );
     let url = format!("wss://127.0.0.1:{}/", peer.port);
     let (ccert, ckey) = pki.leaf("client", &["client.example"]);
     let enc = pki.dir.join("client-enc.key");
@@ -205,12 +207,7 @@ fn proxies_http_socks5_socks4_with_and_without_credentials() {
     let pki = TestPki::new();
     let ca = json(pki.ca.to_str().unwrap());
     let plain = PyPeer::start(&["echo"]);
-    let secure = PyPeer::start(&[
-        "echo",
-        "--tls",
-        pki.cert.to_str().unwrap(),
-        pki.key.to_str().unwrap(),
-    ]);
+    let secure = tls_echo(&pki.cert, &pki.key, &[]);
     let px = Pproxy::start();
     let c = create_with("Client", job());
     let proxies = [
@@ -559,12 +556,7 @@ fn the_log_tells_what_happened_without_bodies_and_never_breaks_the_connection() 
     let _g = serial();
     let pki = TestPki::new();
     let ca = json(pki.ca.to_str().unwrap());
-    let peer = PyPeer::start(&[
-        "echo",
-        "--tls",
-        pki.cert.to_str().unwrap(),
-        pki.key.to_str().unwrap(),
-    ]);
+    let peer = tls_echo(&pki.cert, &pki.key, &[]);
     let path = pki.dir.join("client.log");
     let c = create_with("Client", job());
     let opts = format!(

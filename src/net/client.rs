@@ -184,20 +184,23 @@ fn connect_error(t: &Target, e: &std::io::Error) -> Error {
     }
 }
 
-/// A TLS alert that means the server wants (another) client certificate.
-fn client_cert_refused(e: &std::io::Error) -> bool {
+/// Whether `e` means the server wants (another) client certificate: one of its alerts that
+/// say so, or any failure after it asked for a certificate we did not have (under TLS 1.3
+/// it checks after the handshake and may just hang up).
+fn client_cert_refused(e: &std::io::Error, auth: Option<&tls::ClientAuth>) -> bool {
     use rustls::AlertDescription as A;
-    matches!(
-        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
-        Some(rustls::Error::AlertReceived(
-            A::CertificateRequired
-                | A::BadCertificate
-                | A::UnknownCA
-                | A::CertificateUnknown
-                | A::AccessDenied
-                | A::HandshakeFailure
-        ))
-    )
+    auth.is_some_and(tls::ClientAuth::asked_without_certificate)
+        || matches!(
+            e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+            Some(rustls::Error::AlertReceived(
+                A::CertificateRequired
+                    | A::BadCertificate
+                    | A::UnknownCA
+                    | A::CertificateUnknown
+                    | A::AccessDenied
+                    | A::HandshakeFailure
+            ))
+        )
 }
 
 fn client_cert_error(t: &Target, e: &std::io::Error) -> Error {
@@ -213,8 +216,8 @@ fn client_cert_error(t: &Target, e: &std::io::Error) -> Error {
     )
 }
 
-fn tls_error(t: &Target, e: &std::io::Error) -> Error {
-    if client_cert_refused(e) {
+fn tls_error(t: &Target, e: &std::io::Error, auth: &tls::ClientAuth) -> Error {
+    if client_cert_refused(e, Some(auth)) {
         return client_cert_error(t, e);
     }
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
@@ -254,11 +257,11 @@ fn tls_error(t: &Target, e: &std::io::Error) -> Error {
     )
 }
 
-fn handshake_error(t: &Target, e: WsError) -> Error {
+fn handshake_error(t: &Target, e: WsError, auth: Option<&tls::ClientAuth>) -> Error {
     match e {
         // TLS 1.3: the server checks the client certificate after the handshake, so its
-        // refusal arrives as an alert while we read the HTTP answer.
-        WsError::Io(io) if client_cert_refused(&io) => client_cert_error(t, &io),
+        // refusal arrives while we read the HTTP answer.
+        WsError::Io(io) if client_cert_refused(&io, auth) => client_cert_error(t, &io),
         WsError::Http(resp) => {
             let s = resp.status();
             let reason = s.canonical_reason().unwrap_or("");
@@ -369,11 +372,7 @@ async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Establish
             .await
             .map_err(|e| {
                 log.write(Level::Error, || format!("tls failed: {e}"));
-                if a.asked_without_certificate() {
-                    client_cert_error(t, &e)
-                } else {
-                    tls_error(t, &e)
-                }
+                tls_error(t, &e, &a)
             })?;
         log.write(Level::Info, || {
             let (_, c) = tls.get_ref();
@@ -400,7 +399,7 @@ async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Establish
         .url
         .as_str()
         .into_client_request()
-        .map_err(|e| handshake_error(t, e))?;
+        .map_err(|e| handshake_error(t, e, None))?;
     for (k, v) in &o.headers {
         let name = HeaderName::from_bytes(k.as_bytes());
         let value = HeaderValue::from_str(v);
@@ -427,12 +426,7 @@ async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Establish
             .await
             .map_err(|e| {
                 log.write(Level::Error, || format!("handshake failed: {e}"));
-                match (e, &auth) {
-                    (WsError::Io(io), Some(a)) if a.asked_without_certificate() => {
-                        client_cert_error(t, &io)
-                    }
-                    (e, _) => handshake_error(t, e),
-                }
+                handshake_error(t, e, auth.as_deref())
             })?;
     log.write(Level::Info, || {
         let headers: Vec<String> = resp
@@ -475,12 +469,16 @@ async fn establish_bounded(t: &Target, o: &ClientOptions, log: &Log) -> Result<E
     r.map_err(|e| insecure_note(e, o))
 }
 
-/// `tls.insecure` is loud: every failure of such a connection says so.
+/// `tls.insecure` is loud: every failure of such a connection, an exception or a Fail
+/// event, ends with this.
+const INSECURE_RU: &str = " (внимание: проверка сертификата сервера отключена, tls.insecure)";
+const INSECURE_EN: &str = " (warning: server certificate verification is off, tls.insecure)";
+
 fn insecure_note(e: Error, o: &ClientOptions) -> Error {
     match e {
         Error::Net { ru, en } if o.tls.insecure => Error::Net {
-            ru: format!("{ru} (внимание: проверка сертификата сервера отключена, tls.insecure)"),
-            en: format!("{en} (warning: server certificate verification is off, tls.insecure)"),
+            ru: ru + INSECURE_RU,
+            en: en + INSECURE_EN,
         },
         other => other,
     }
@@ -555,7 +553,7 @@ pub async fn run(task: Task) {
     } = task;
     let log = Arc::new(match &options.log {
         // A log that cannot be opened is no log: it never breaks the connection.
-        Some(l) => Log::open(&l.file, l.level, l.bodies).unwrap_or_default(),
+        Some(l) => l.open().unwrap_or_default(),
         None => Log::default(),
     });
     log.write(Level::Info, || format!("connect {}", target.url));
@@ -626,7 +624,7 @@ pub async fn run(task: Task) {
                 log.write(Level::Error, || format!("failed: {error}"));
                 shared.status.store(STATUS_ERROR, Ordering::SeqCst);
                 let error = if options.tls.insecure {
-                    format!("{error} (tls.insecure: server certificate not verified)")
+                    error + INSECURE_EN
                 } else {
                     error
                 };

@@ -141,7 +141,18 @@ fn farewell(e: &WsError) -> Option<(u16, String)> {
         // The peer dropped the connection: nobody to tell.
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
         WsError::Protocol(_) => Some((1002, e.to_string())),
+        WsError::Capacity(c) => Some((1009, format!("message too big: {c}"))),
         _ => None,
+    }
+}
+
+/// Whether a read error just means the peer is gone: end of stream, or a TLS peer that
+/// vanished without close_notify (the same thing as a plain one: 1006, not a failure).
+fn vanished(e: &WsError) -> bool {
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => true,
+        WsError::Io(io) => io.kind() == std::io::ErrorKind::UnexpectedEof,
+        _ => false,
     }
 }
 
@@ -172,6 +183,10 @@ fn step(
     close: &mut Option<(u16, String)>,
     stats: &Stats,
 ) -> Step {
+    let msg = match msg {
+        Some(Err(e)) if vanished(&e) => None,
+        m => m,
+    };
     match msg {
         Some(Ok(Message::Text(t))) => {
             count(&stats.messages_in, &stats.bytes_in, t.len());
@@ -189,24 +204,18 @@ fn step(
             }));
             Step::Skip
         }
-        None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+        None => {
             let (code, reason) = close.take().unwrap_or((1006, String::new()));
             Step::End(End::Closed(code, reason), None)
         }
-        // A TLS peer that vanished (no close_notify) is the same as a plain one: 1006.
-        Some(Err(WsError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            let (code, reason) = close.take().unwrap_or((1006, String::new()));
-            Step::End(End::Closed(code, reason), None)
-        }
-        Some(Err(WsError::Capacity(e))) => Step::End(
-            End::Failed(format!(
-                "incoming message too large: {e} (max_message_size / max_frame_size)"
-            )),
-            Some((1009, format!("message too big: {e}"))),
-        ),
         Some(Err(e)) => {
-            let bye = farewell(&e);
-            Step::End(End::Failed(e.to_string()), bye)
+            let text = match &e {
+                WsError::Capacity(c) => {
+                    format!("incoming message too large: {c} (max_message_size / max_frame_size)")
+                }
+                other => other.to_string(),
+            };
+            Step::End(End::Failed(text), farewell(&e))
         }
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::error::{Error, Result};
-use crate::log::Level;
+use crate::log::{Level, Log};
 
 /// Reads values of one options object, naming it in every error.
 pub(crate) struct Reader {
@@ -51,6 +51,25 @@ impl Reader {
 
     pub(crate) fn millis(&self, key: &str, v: &Json, max: u64) -> Result<Duration> {
         self.number(key, v, 0, max).map(Duration::from_millis)
+    }
+
+    /// A period in ms where 0 means "never" (`None`).
+    pub(crate) fn optional_millis(
+        &self,
+        key: &str,
+        v: &Json,
+        max: u64,
+    ) -> Result<Option<Duration>> {
+        Ok(Some(self.millis(key, v, max)?).filter(|d| !d.is_zero()))
+    }
+
+    pub(crate) fn boolean(&self, key: &str, v: &Json) -> Result<bool> {
+        v.as_bool().ok_or_else(|| {
+            self.bad(
+                format!("«{key}» должен быть Истина или Ложь (true/false)"),
+                format!("\"{key}\" must be true or false"),
+            )
+        })
     }
 
     pub(crate) fn string(&self, key: &str, v: &Json) -> Result<String> {
@@ -343,6 +362,55 @@ pub struct LogOptions {
     pub bodies: bool,
 }
 
+impl LogOptions {
+    /// Opens the log it names.
+    pub fn open(&self) -> Result<Log> {
+        Log::open(&self.file, self.level, self.bodies)
+    }
+}
+
+/// `log_file`, `log_level`, `log_messages`: the same keys for the client and the server.
+#[derive(Default)]
+pub(crate) struct LogKeys {
+    file: Option<String>,
+    level: Option<Level>,
+    bodies: bool,
+}
+
+impl LogKeys {
+    /// Takes `key` if it is one of the log keys (`Ok(false)` otherwise).
+    pub(crate) fn take(&mut self, r: &Reader, key: &str, v: &Json) -> Result<bool> {
+        match key {
+            "log_file" => self.file = Some(r.string(key, v)?),
+            "log_level" => {
+                let s = r.string(key, v)?;
+                self.level = Some(Level::parse(&s).ok_or_else(|| {
+                    r.bad(
+                        format!("«log_level» должен быть error, info или debug, получено «{s}»"),
+                        format!("\"log_level\" must be error, info or debug, got \"{s}\""),
+                    )
+                })?);
+            }
+            "log_messages" => self.bodies = r.boolean(key, v)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The log asked for: none without a file name.
+    pub(crate) fn finish(self) -> Option<LogOptions> {
+        let bodies = self.bodies;
+        let level = self.level.unwrap_or(Level::Info);
+        self.file
+            .filter(|f| !f.trim().is_empty())
+            .map(|file| LogOptions {
+                file,
+                level,
+                bodies,
+            })
+    }
+}
+
 /// Client connection options with their defaults.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -385,26 +453,15 @@ impl Default for ClientOptions {
     }
 }
 
-impl Reader {
-    pub(crate) fn boolean(&self, key: &str, v: &Json) -> Result<bool> {
-        v.as_bool().ok_or_else(|| {
-            self.bad(
-                format!("«{key}» должен быть Истина или Ложь (true/false)"),
-                format!("\"{key}\" must be true or false"),
-            )
-        })
-    }
-}
-
 impl ClientOptions {
     /// Parses `Параметры`; an empty string means all defaults.
     pub fn parse(text: &str) -> Result<ClientOptions> {
         let r = Reader::CLIENT;
         let mut o = ClientOptions::default();
-        let (mut log_file, mut log_level, mut bodies) = (None, Level::Info, false);
+        let mut log = LogKeys::default();
         for (key, v) in r.parse(text)?.unwrap_or_default() {
             let key = key.as_str();
-            if o.limits.take(&r, key, &v)? {
+            if o.limits.take(&r, key, &v)? || log.take(&r, key, &v)? {
                 continue;
             }
             match key {
@@ -432,37 +489,15 @@ impl ClientOptions {
                         Some(Proxy::parse(&r, &text)?)
                     };
                 }
-                "ping_interval_ms" => {
-                    let d = r.millis(key, &v, 86_400_000)?;
-                    o.ping_interval = (!d.is_zero()).then_some(d);
-                }
+                "ping_interval_ms" => o.ping_interval = r.optional_millis(key, &v, 86_400_000)?,
                 "pong_timeout_ms" => {
                     o.pong_timeout = Duration::from_millis(r.number(key, &v, 1, 3_600_000)?)
                 }
                 "reconnect" => o.reconnect = parse_reconnect(&r, &v)?,
-                "log_file" => log_file = Some(r.string(key, &v)?),
-                "log_level" => {
-                    let s = r.string(key, &v)?;
-                    log_level = Level::parse(&s).ok_or_else(|| {
-                        r.bad(
-                            format!(
-                                "«log_level» должен быть error, info или debug, получено «{s}»"
-                            ),
-                            format!("\"log_level\" must be error, info or debug, got \"{s}\""),
-                        )
-                    })?;
-                }
-                "log_messages" => bodies = r.boolean(key, &v)?,
                 other => return Err(r.unknown(other)),
             }
         }
-        o.log = log_file
-            .filter(|f| !f.trim().is_empty())
-            .map(|file| LogOptions {
-                file,
-                level: log_level,
-                bodies,
-            });
+        o.log = log.finish();
         Ok(o)
     }
 }

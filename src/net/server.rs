@@ -23,7 +23,7 @@ use crate::hub::Hub;
 use crate::log::{Level, Log};
 use crate::net::Command;
 use crate::net::conn::{End, Pump, Stats};
-use crate::net::options::{Limits, Reader};
+use crate::net::options::{Limits, LogKeys, LogOptions, Reader};
 use crate::net::stream::MaybeTls;
 
 /// What the handshake must carry.
@@ -57,12 +57,9 @@ pub struct ServerOptions {
     /// Close a connection that sent nothing (not even a pong) for this long
     /// (`idle_timeout_ms`; 0 or absent: never).
     pub idle_timeout: Option<Duration>,
-    /// `log_file`: the diagnostic log (`None`: no log).
-    pub log_file: Option<String>,
-    /// `log_level`: `error`, `info` (default) or `debug`.
-    pub log_level: Level,
-    /// `log_messages`: message bodies in the debug log.
-    pub log_messages: bool,
+    /// `log_file`, `log_level` (`error`, `info` by default, `debug`), `log_messages`: the
+    /// diagnostic log (`None`: no log).
+    pub log: Option<LogOptions>,
     /// `persistent`: `{"name": "…", "idle_expiry_ms": N}` keeps the server after the object.
     pub persistent: Option<PersistentOptions>,
 }
@@ -91,9 +88,7 @@ impl Default for ServerOptions {
             auth: None,
             ping_interval: None,
             idle_timeout: None,
-            log_file: None,
-            log_level: Level::Info,
-            log_messages: false,
+            log: None,
             persistent: None,
         }
     }
@@ -104,39 +99,18 @@ impl ServerOptions {
     pub fn parse(text: &str) -> Result<ServerOptions> {
         let r = Reader::SERVER;
         let mut o = ServerOptions::default();
+        let mut log = LogKeys::default();
         for (key, v) in r.parse(text)?.unwrap_or_default() {
             let key = key.as_str();
-            if o.limits.take(&r, key, &v)? {
+            if o.limits.take(&r, key, &v)? || log.take(&r, key, &v)? {
                 continue;
             }
             match key {
                 "max_connections" => o.max_connections = r.number(key, &v, 1, 100_000)? as usize,
                 "handshake_timeout_ms" => o.handshake_timeout = r.millis(key, &v, 600_000)?,
                 "allowed_origins" => o.origins = r.strings(key, &v)?,
-                "log_file" => o.log_file = Some(r.string(key, &v)?).filter(|f| !f.is_empty()),
-                "log_level" => {
-                    let l = r.string(key, &v)?;
-                    o.log_level = Level::parse(&l).ok_or_else(|| {
-                        r.bad(
-                            format!("«log_level» — error, info или debug, а не «{l}»"),
-                            format!("\"log_level\" is error, info or debug, not \"{l}\""),
-                        )
-                    })?;
-                }
-                "log_messages" => {
-                    o.log_messages = v.as_bool().ok_or_else(|| {
-                        r.bad(
-                            "«log_messages» — Истина или Ложь".into(),
-                            "\"log_messages\" is true or false".into(),
-                        )
-                    })?;
-                }
-                "ping_interval_ms" => {
-                    o.ping_interval = Some(r.millis(key, &v, 86_400_000)?).filter(|d| !d.is_zero())
-                }
-                "idle_timeout_ms" => {
-                    o.idle_timeout = Some(r.millis(key, &v, 86_400_000)?).filter(|d| !d.is_zero())
-                }
+                "ping_interval_ms" => o.ping_interval = r.optional_millis(key, &v, 86_400_000)?,
+                "idle_timeout_ms" => o.idle_timeout = r.optional_millis(key, &v, 86_400_000)?,
                 "allowed_paths" => o.paths = r.strings(key, &v)?,
                 "subprotocols" => o.subprotocols = r.strings(key, &v)?,
                 "auth" => {
@@ -191,6 +165,7 @@ impl ServerOptions {
                 other => return Err(r.unknown(other)),
             }
         }
+        o.log = log.finish();
         Ok(o)
     }
 }
@@ -261,34 +236,31 @@ impl Connections {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    // A connection whose token is cancelled is ending: its reader has stopped and its
-    // socket is about to close (the token is cancelled before the writer drops the socket),
-    // so it is no longer "open", although its task has not removed the entry yet. Without
-    // this, 1C code that saw the peer go could still find the connection for a moment.
+    /// A connection whose token is cancelled is ending: its reader has stopped and its
+    /// socket is about to close (the token is cancelled before the writer drops the socket),
+    /// so it is no longer open, although its task has not removed the entry yet. Without
+    /// this, 1C code that saw the peer go could still find the connection for a moment.
+    fn is_open(e: &&Arc<Entry>) -> bool {
+        !e.token.is_cancelled()
+    }
 
     /// The connection `id`, if open.
     pub fn get(&self, id: u64) -> Option<Arc<Entry>> {
-        self.lock()
-            .get(&id)
-            .filter(|e| !e.token.is_cancelled())
-            .cloned()
+        self.lock().get(&id).filter(Self::is_open).cloned()
     }
 
     /// Every open connection, by id.
     pub fn list(&self) -> Vec<Arc<Entry>> {
         self.lock()
             .values()
-            .filter(|e| !e.token.is_cancelled())
+            .filter(Self::is_open)
             .cloned()
             .collect()
     }
 
     /// How many are open.
     pub fn len(&self) -> usize {
-        self.lock()
-            .values()
-            .filter(|e| !e.token.is_cancelled())
-            .count()
+        self.lock().values().filter(Self::is_open).count()
     }
 
     /// Whether none is open.
@@ -615,5 +587,17 @@ mod tests {
         );
         assert!(ServerOptions::parse(r#"{"auth": {"bearer": 1}}"#).is_err());
         assert!(ServerOptions::parse(r#"{"auth": {}}"#).is_err());
+        let o = ServerOptions::parse(r#"{"log_file": "s.log", "log_level": "debug"}"#).unwrap();
+        let log = o.log.expect("a log");
+        assert_eq!(
+            (log.file.as_str(), log.level, log.bodies),
+            ("s.log", Level::Debug, false)
+        );
+        assert!(
+            ServerOptions::parse(r#"{"log_level": "debug"}"#)
+                .unwrap()
+                .log
+                .is_none()
+        );
     }
 }

@@ -165,8 +165,8 @@ impl Server {
             return Ok(self.attach_persistent(p));
         }
         let (cert, key_or_password, password) = (args.str(2), args.str(3), args.str(4));
-        let log = Arc::new(match &self.options.log_file {
-            Some(f) => Log::open(f, self.options.log_level, self.options.log_messages)?,
+        let log = Arc::new(match &self.options.log {
+            Some(l) => l.open()?,
             None => Log::default(),
         });
         let tls = if cert.is_empty() {

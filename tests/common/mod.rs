@@ -203,32 +203,53 @@ impl Drop for TestPki {
     }
 }
 
-/// A tokio-tungstenite server on 127.0.0.1:0 in its own thread that floods every client
-/// with numbered texts "0", "1", … (`count` of them, or until the client goes away if
-/// `None`), then waits for the client to close. Stops when dropped.
-pub struct FloodPeer {
+/// A tokio-tungstenite server on 127.0.0.1:0 in its own thread (a current-thread runtime):
+/// every accepted WebSocket runs `handler` as a task. Stops when dropped.
+pub struct WsServer {
     /// The port.
     pub port: u16,
+    _thread: Background,
+}
+
+/// A helper thread told to stop, and joined, on drop.
+pub struct Background {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl FloodPeer {
-    /// Starts the server.
-    pub fn start(count: Option<u64>) -> FloodPeer {
-        FloodPeer::spawn(count, false)
+impl Background {
+    fn new(stop: tokio::sync::oneshot::Sender<()>, thread: std::thread::JoinHandle<()>) -> Self {
+        Background {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
+}
 
-    /// A server that completes the handshake and then never reads nor writes.
-    pub fn silent() -> FloodPeer {
-        FloodPeer::spawn(Some(0), true)
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
+}
 
-    fn spawn(count: Option<u64>, silent: bool) -> FloodPeer {
-        use futures_util::{SinkExt, StreamExt};
-        use tokio_tungstenite::tungstenite::Message;
+/// A server-side WebSocket of [`WsServer`].
+pub type ServerWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+impl WsServer {
+    /// Starts it and waits for its port.
+    pub fn start<H, F>(handler: H) -> WsServer
+    where
+        H: Fn(ServerWs) -> F + Send + Sync + 'static,
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let (port_tx, port_rx) = std::sync::mpsc::channel();
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let handler = std::sync::Arc::new(handler);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -247,34 +268,19 @@ impl FloodPeer {
                         a = listener.accept() => a,
                     };
                     let Ok((tcp, _)) = accepted else { continue };
+                    let handler = handler.clone();
+                    // The handshake in the task too: a slow client never holds up the others.
                     tokio::spawn(async move {
-                        let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                            return;
-                        };
-                        if silent {
-                            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                        if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                            handler(ws).await;
                         }
-                        let mut i: u64 = 0;
-                        while count.is_none_or(|c| i < c) {
-                            if ws.feed(Message::text(i.to_string())).await.is_err() {
-                                return;
-                            }
-                            i += 1;
-                            if i.is_multiple_of(256) && ws.flush().await.is_err() {
-                                return;
-                            }
-                        }
-                        let _ = ws.flush().await;
-                        while let Some(Ok(_)) = ws.next().await {}
                     });
                 }
             });
         });
-        let port = port_rx.recv().expect("flood peer port");
-        FloodPeer {
-            port,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+        WsServer {
+            port: port_rx.recv().expect("server port"),
+            _thread: Background::new(stop_tx, thread),
         }
     }
 
@@ -284,14 +290,41 @@ impl FloodPeer {
     }
 }
 
-impl Drop for FloodPeer {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+/// A [`WsServer`] that floods every client with numbered texts "0", "1", … (`count` of
+/// them, or until the client goes away if `None`), then waits for the client to close.
+pub struct FloodPeer;
+
+impl FloodPeer {
+    /// Starts the server.
+    pub fn start(count: Option<u64>) -> WsServer {
+        FloodPeer::spawn(count, false)
+    }
+
+    /// A server that completes the handshake and then never reads nor writes.
+    pub fn silent() -> WsServer {
+        FloodPeer::spawn(Some(0), true)
+    }
+
+    fn spawn(count: Option<u64>, silent: bool) -> WsServer {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        WsServer::start(move |mut ws| async move {
+            if silent {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            }
+            let mut i: u64 = 0;
+            while count.is_none_or(|c| i < c) {
+                if ws.feed(Message::text(i.to_string())).await.is_err() {
+                    return;
+                }
+                i += 1;
+                if i.is_multiple_of(256) && ws.flush().await.is_err() {
+                    return;
+                }
+            }
+            let _ = ws.flush().await;
+            while let Some(Ok(_)) = ws.next().await {}
+        })
     }
 }
 
@@ -385,8 +418,7 @@ pub fn encrypt_key(key: &std::path::Path, out: &std::path::Path, password: &str)
 /// `n` tokio-tungstenite clients in their own thread, each sending numbered texts as fast
 /// as the server takes them until it closes; stops when dropped.
 pub struct FloodClients {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _thread: Background,
 }
 
 impl FloodClients {
@@ -444,19 +476,7 @@ impl FloodClients {
             });
         });
         FloodClients {
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for FloodClients {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            _thread: Background::new(stop_tx, thread),
         }
     }
 }
