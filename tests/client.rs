@@ -471,6 +471,47 @@ fn a_peer_that_stops_reading_makes_send_fail_after_its_bound() {
     finish(c);
 }
 
+/// A full queue waits for half of it to leave, but a reader that takes data slowly and
+/// steadily is never called stuck: one free slot at the deadline is enough, and nothing is lost.
+#[test]
+fn a_slow_but_steady_reader_never_makes_send_fail() {
+    let _g = serial();
+    let peer = PyPeer::start(&["slow", "8"]);
+    let c = create_with("Client", job());
+    // Half the queue (16) takes the reader ~130 ms, more than the 80 ms bound.
+    let opts = r#"{"send_queue": 32, "send_timeout_ms": 80, "write_buffer_size": 0}"#;
+    c.call("Подключиться", &mut [s(&peer.url("/")), s(opts)])
+        .unwrap();
+    let mut ev = [Var::I4(5000), Var::Empty, Var::Empty];
+    assert_eq!(c.call("ПолучитьСобытие", &mut ev).unwrap(), Var::Bool(true));
+    const N: usize = 200;
+    let chunk = Var::Blob(vec![3u8; 256 << 10]);
+    let t = Instant::now();
+    for i in 0..N {
+        if let Err(e) = c.call("ОтправитьДвоичныеДанные", &mut [chunk.clone()])
+        {
+            panic!("message {i} refused after {:?}: {}", t.elapsed(), e.text);
+        }
+    }
+    let sending = t.elapsed();
+    // The reader's pace (8 ms a message) shows the queue was full most of the time.
+    assert!(
+        sending > Duration::from_millis(600),
+        "{N} sends took only {sending:?}: the reader never held them back"
+    );
+    let mut last = 0;
+    while last < N {
+        let Some(Var::Str(n)) = receive(&c, 5000) else {
+            panic!("the reader's count stopped at {last}")
+        };
+        let n: usize = n.parse().unwrap();
+        assert_eq!(n, last + 1, "counts arrive in order");
+        last = n;
+    }
+    c.call("Отключиться", &mut []).unwrap();
+    finish(c);
+}
+
 #[test]
 fn a_receive_loop_with_timeout_0_ends_when_the_server_hangs_up() {
     let _g = serial();

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use ws1c_host::{Host, HostOptions, Obj, Var};
+use ws1c_host::{Host, HostOptions, Obj, Prepared, Var};
 
 use crate::{Cfg, Gen, Meter, PAYLOAD, percentile, rss_kib, sample_in_background};
 
@@ -38,6 +38,12 @@ fn invoke(obj: &Obj, m: Method, args: &mut [Var]) -> Var {
     let n = args.len() as i64;
     obj.raw_call_with(m.idx, args, n, m.func)
         .unwrap_or(Var::Bool(false))
+}
+
+/// A call with arguments prepared once ([`Prepared`]): what is timed is the add-in, not the
+/// emulator re-encoding the same string on every call (as a 1C loop passes the same value).
+fn call(p: &mut Prepared<'_>, m: Method) -> Var {
+    p.call(m.idx, m.func).unwrap_or(Var::Bool(false))
 }
 
 fn s(v: &str) -> Var {
@@ -139,9 +145,9 @@ pub fn server_ingest(cfg: &Cfg, host: &Host, n: usize, push: bool) -> f64 {
         drain_pushed(&obj, &meter);
     } else {
         let receive = method(&obj, "Принять");
-        let mut args = [Var::I4(1000), Var::Empty, Var::Empty];
+        let mut args = obj.prepare(&[Var::I4(1000), Var::Empty, Var::Empty]);
         while !meter.stopped() {
-            if invoke(&obj, receive, &mut args) == Var::Bool(true) {
+            if call(&mut args, receive) == Var::Bool(true) {
                 meter.add(1);
             }
         }
@@ -169,15 +175,20 @@ pub fn server_egress(cfg: &Cfg, host: &Host, n: usize, all: bool) -> f64 {
     let sampler = sample_in_background(cfg, meter.clone(), move || g.count());
     if all {
         let broadcast = method(&obj, "ОтправитьВсем");
+        let mut args = obj.prepare(&[s(PAYLOAD)]);
         while !meter.stopped() {
-            invoke(&obj, broadcast, &mut [s(PAYLOAD)]);
+            call(&mut args, broadcast);
         }
     } else {
         let send = method(&obj, "Отправить");
+        let mut args = obj.prepare(&[Var::I4(1), s(PAYLOAD)]);
         let mut id = 0;
         while !meter.stopped() {
-            invoke(&obj, send, &mut [Var::I4(id % n as i32 + 1), s(PAYLOAD)]);
-            id += 1;
+            if n > 1 {
+                args.set(0, Var::I4(id % n as i32 + 1));
+                id += 1;
+            }
+            call(&mut args, send);
         }
     }
     let rate = sampler.join().unwrap_or(f64::NAN);
@@ -199,9 +210,9 @@ pub fn client_ingest(cfg: &Cfg, host: &Host, push: bool) -> f64 {
         drain_pushed(&obj, &meter);
     } else {
         let receive = method(&obj, "Получить");
-        let mut args = [Var::I4(1000), Var::Empty];
+        let mut args = obj.prepare(&[Var::I4(1000), Var::Empty]);
         while !meter.stopped() {
-            if invoke(&obj, receive, &mut args) == Var::Bool(true) {
+            if call(&mut args, receive) == Var::Bool(true) {
                 meter.add(1);
             }
         }
@@ -217,13 +228,14 @@ pub fn round_trip(cfg: &Cfg, host: &Host) -> [f64; 2] {
     let load = Gen::start(cfg, "echo-server", &[]);
     let obj = client(host, false, &format!("ws://127.0.0.1:{}/", load.first), "");
     let (send, receive) = (method(&obj, "Отправить"), method(&obj, "Получить"));
-    let mut args = [Var::I4(0), Var::Empty];
+    let mut args = obj.prepare(&[Var::I4(0), Var::Empty]);
+    let mut text = obj.prepare(&[s(PAYLOAD)]);
     let start = Instant::now();
     let mut lat = Vec::new();
     while start.elapsed() < cfg.warmup + cfg.window {
         let t = Instant::now();
-        invoke(&obj, send, &mut [s(PAYLOAD)]);
-        if invoke(&obj, receive, &mut args) != Var::Bool(true) {
+        call(&mut text, send);
+        if call(&mut args, receive) != Var::Bool(true) {
             break;
         }
         if start.elapsed() > cfg.warmup {
@@ -231,6 +243,7 @@ pub fn round_trip(cfg: &Cfg, host: &Host) -> [f64; 2] {
         }
     }
     lat.sort_by(f64::total_cmp);
+    drop((args, text));
     drop(obj);
     drop(load);
     [percentile(&lat, 50.0), percentile(&lat, 99.0)]
@@ -274,20 +287,23 @@ pub fn call_costs(cfg: &Cfg, host: &Host) -> Vec<(String, f64)> {
             Duration::from_secs(60),
         );
         let empty = method(&obj, "ОписаниеОшибки");
+        let mut none = obj.prepare(&[]);
         out.push((
             "6. empty call (ОписаниеОшибки), ns".to_owned(),
             per_call(calls, || {
-                invoke(&obj, empty, &mut []);
+                call(&mut none, empty);
             }),
         ));
         let receive = method(&obj, "Принять");
-        let mut args = [Var::I4(1000), Var::Empty, Var::Empty];
+        let mut args = obj.prepare(&[Var::I4(1000), Var::Empty, Var::Empty]);
         out.push((
             "6. Принять, 64-byte message waiting, ns".to_owned(),
             per_call(calls, || {
-                invoke(&obj, receive, &mut args);
+                call(&mut args, receive);
             }),
         ));
+        drop(args);
+        drop(none);
         drop(load);
         // Отправить to a client that reads nothing: the queue has room for every call.
         let load = Gen::start(
@@ -303,16 +319,18 @@ pub fn call_costs(cfg: &Cfg, host: &Host) -> Vec<(String, f64)> {
         let send = method(&obj, "Отправить");
         // The peer reads nothing and its buffer is tiny: once the writer has filled the
         // socket it sleeps, and what is timed is the call alone.
+        let mut args = obj.prepare(&[Var::I4(id), s(PAYLOAD)]);
         for _ in 0..warm {
-            invoke(&obj, send, &mut [Var::I4(id), s(PAYLOAD)]);
+            call(&mut args, send);
         }
         std::thread::sleep(Duration::from_millis(200));
         out.push((
             "6. Отправить (server), ns".to_owned(),
             per_call(calls, || {
-                invoke(&obj, send, &mut [Var::I4(id), s(PAYLOAD)]);
+                call(&mut args, send);
             }),
         ));
+        drop(args);
         drop(obj);
         drop(load);
     }
@@ -334,13 +352,14 @@ pub fn call_costs(cfg: &Cfg, host: &Host) -> Vec<(String, f64)> {
             Duration::from_secs(60),
         );
         let receive = method(&obj, "Получить");
-        let mut args = [Var::I4(1000), Var::Empty];
+        let mut args = obj.prepare(&[Var::I4(1000), Var::Empty]);
         out.push((
             "6. Получить, 64-byte message waiting, ns".to_owned(),
             per_call(calls, || {
-                invoke(&obj, receive, &mut args);
+                call(&mut args, receive);
             }),
         ));
+        drop(args);
         drop(obj);
         drop(load);
     }
@@ -355,16 +374,18 @@ pub fn call_costs(cfg: &Cfg, host: &Host) -> Vec<(String, f64)> {
             &opts,
         );
         let send = method(&obj, "Отправить");
+        let mut args = obj.prepare(&[s(PAYLOAD)]);
         for _ in 0..warm {
-            invoke(&obj, send, &mut [s(PAYLOAD)]);
+            call(&mut args, send);
         }
         std::thread::sleep(Duration::from_millis(200));
         out.push((
             "6. Отправить (client), ns".to_owned(),
             per_call(calls, || {
-                invoke(&obj, send, &mut [s(PAYLOAD)]);
+                call(&mut args, send);
             }),
         ));
+        drop(args);
         drop(obj);
         drop(load);
     }

@@ -327,7 +327,13 @@ fn main() {
                     }
                 }
                 "egress" => {
+                    // `WS1C_BENCH_EGRESS=1` (or 100, all) narrows the scenario for a profiler.
+                    let narrow = std::env::var("WS1C_BENCH_EGRESS").unwrap_or_default();
                     for (n, all) in [(1, false), (100, false), (100, true)] {
+                        let tag = if all { "all".to_owned() } else { n.to_string() };
+                        if !narrow.is_empty() && narrow != tag {
+                            continue;
+                        }
                         let what = if all {
                             "ОтправитьВсем"
                         } else {

@@ -9,6 +9,8 @@ Usage: ws_peer.py MODE [ARG] [--tls CERT KEY] [--client-ca CA] [--port N]
   close CODE      on the first message, close with CODE and reason "bye"
   freeze          on open send "frozen", then stop reading (so pings go unanswered) and
                   keep the socket open
+  slow MS         a slow but steady reader: take a message, sleep MS ms, answer with the
+                  count of messages taken so far
 --client-ca CA    TLS only: require a client certificate signed by CA
 --keepalive       ping the client every 200 ms, drop it (1011) if a pong is 500 ms late
 Prints "PORT <n>" once listening on 127.0.0.1 (port 0 unless --port); exits when its stdin
@@ -64,6 +66,12 @@ async def main():
             elif mode == "close":
                 await ws.recv()
                 await ws.close(int(arg), "bye")
+            elif mode == "slow":
+                n = 0
+                async for _ in ws:
+                    await asyncio.sleep(int(arg) / 1000)
+                    n += 1
+                    await ws.send(str(n))
             elif mode == "freeze":
                 await ws.send("frozen")
                 ws.transport.pause_reading()
@@ -73,7 +81,9 @@ async def main():
 
     async with websockets.serve(handler, "127.0.0.1", port, ssl=ctx, max_size=64 << 20,
                                 ping_interval=0.2 if "--keepalive" in sys.argv else None,
-                                ping_timeout=0.5, subprotocols=subprotocols) as server:
+                                ping_timeout=0.5, subprotocols=subprotocols,
+                                # slow: read a message at a time, so the pace is steady.
+                                max_queue=1 if mode == "slow" else 16) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"PORT {port}", flush=True)
         await asyncio.Future()
