@@ -591,21 +591,8 @@ impl Prepared<'_> {
     pub fn call(&mut self, idx: i64, as_func: bool) -> Result<Var, CallError> {
         let obj = self.obj;
         let before = obj.conn.error_count();
-        let mut ret = TVariant::zeroed();
-        let count = self.slots.v.len() as c_long;
-        let params = self.slots.ptr();
-        let r = if as_func {
-            vcall!(
-                obj,
-                1,
-                LangVtbl,
-                call_as_func(idx as c_long, &mut ret, params, count)
-            )
-        } else {
-            vcall!(obj, 1, LangVtbl, call_as_proc(idx as c_long, params, count))
-        };
-        let ok = obj.flag(r, if as_func { "CallAsFunc" } else { "CallAsProc" });
-        let ret = obj.take_var(&mut ret, "return value");
+        let count = self.slots.v.len() as i64;
+        let (ok, ret) = obj.dispatch(idx, self.slots.ptr(), count, as_func);
         for k in 0..self.slots.v.len() {
             if !same_variant(&self.slots.v[k], &self.sent[k]) {
                 let _ = obj.take_param(&mut self.slots.v[k], k);
@@ -900,25 +887,7 @@ impl Obj {
         as_func: bool,
     ) -> Result<Var, CallError> {
         let before = self.conn.error_count();
-        let mut ret = TVariant::zeroed();
-        let params = slots.ptr();
-        let r = if as_func {
-            vcall!(
-                self,
-                1,
-                LangVtbl,
-                call_as_func(idx as c_long, &mut ret, params, count as c_long)
-            )
-        } else {
-            vcall!(
-                self,
-                1,
-                LangVtbl,
-                call_as_proc(idx as c_long, params, count as c_long)
-            )
-        };
-        let ok = self.flag(r, if as_func { "CallAsFunc" } else { "CallAsProc" });
-        let ret = self.take_var(&mut ret, "return value");
+        let (ok, ret) = self.dispatch(idx, slots.ptr(), count, as_func);
         let outs: Vec<Var> = slots
             .v
             .iter_mut()
@@ -932,6 +901,25 @@ impl Obj {
             *a = o;
         }
         Ok(if as_func { ret } else { Var::Empty })
+    }
+
+    /// `CallAsFunc` (returning the result read and freed) or `CallAsProc` of method `idx`:
+    /// (whether it succeeded, the result).
+    fn dispatch(&self, idx: i64, params: *mut TVariant, count: i64, as_func: bool) -> (bool, Var) {
+        let mut ret = TVariant::zeroed();
+        let (idx, count) = (idx as c_long, count as c_long);
+        let r = if as_func {
+            vcall!(
+                self,
+                1,
+                LangVtbl,
+                call_as_func(idx, &mut ret, params, count)
+            )
+        } else {
+            vcall!(self, 1, LangVtbl, call_as_proc(idx, params, count))
+        };
+        let ok = self.flag(r, if as_func { "CallAsFunc" } else { "CallAsProc" });
+        (ok, self.take_var(&mut ret, "return value"))
     }
 
     /// Low-level escape hatch: calls method `idx` directly with exactly `params` as the
