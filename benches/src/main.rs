@@ -15,7 +15,10 @@
 //!
 //! Usage: `ws1c-bench [--quick | --smoke] [--runs N] [--only a,b] [--pin] [--out FILE]`;
 //! `ws1c-bench load MODE ARGS…` is the load generator; `ws1c-bench idle IMPL N` one idle-memory
-//! measurement in a fresh process.
+//! measurement in a fresh process. For a profiler: `WS1C_BENCH_ADDIN_ONLY=1` skips the
+//! baselines, `WS1C_BENCH_EGRESS=1|100|all` keeps one egress case, e.g.
+//! `WS1C_BENCH_ADDIN_ONLY=1 WS1C_BENCH_EGRESS=1 perf record -g --sample-cpu taskset -c 0
+//! target/release/ws1c-bench --pin --quick --only egress`.
 
 mod addin;
 mod load;
