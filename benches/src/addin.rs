@@ -184,10 +184,8 @@ pub fn server_egress(cfg: &Cfg, host: &Host, n: usize, all: bool) -> f64 {
         let mut args = obj.prepare(&[Var::I4(1), s(PAYLOAD)]);
         let mut id = 0;
         while !meter.stopped() {
-            if n > 1 {
-                args.set(0, Var::I4(id % n as i32 + 1));
-                id += 1;
-            }
+            args.set(0, Var::I4(id % n as i32 + 1));
+            id += 1;
             call(&mut args, send);
         }
     }

@@ -58,31 +58,29 @@ pub fn queue_command(
     cmd: Command,
     wait: Duration,
 ) -> Queued {
+    let cmd = match offer(tx, cmd) {
+        Ok(queued) => return queued,
+        Err(cmd) => cmd,
+    };
+    // Wait for half the queue, not for one slot. Waiting for one slot makes the 1C thread and
+    // the writer take turns a message at a time once the queue is full: every message would
+    // cost a wake-up and two context switches (on a shared core, the woken caller preempts the
+    // writer as soon as it frees a slot). Half the queue is one wake-up per `capacity / 2`
+    // messages. A peer that drains slowly but steadily is not called stuck: at the deadline
+    // one free slot is enough.
+    let want = (tx.max_capacity() / 2).max(1);
+    let room = engine.block_on_timeout(wait, async { tx.reserve_many(want).await.map(drop) });
+    if let Some(Err(_)) = room {
+        return Queued::Closed;
+    }
+    offer(tx, cmd).unwrap_or(Queued::Full)
+}
+
+/// `try_send`: how it fared, or the command back when the queue is full.
+fn offer(tx: &mpsc::Sender<Command>, cmd: Command) -> Result<Queued, Command> {
     match tx.try_send(cmd) {
-        Ok(()) => Queued::Yes,
-        Err(TrySendError::Closed(_)) => Queued::Closed,
-        Err(TrySendError::Full(cmd)) => {
-            // Wait for half the queue, not for one slot. Waiting for one slot makes the 1C
-            // thread and the writer take turns a message at a time once the queue is full:
-            // every message would cost a wake-up and two context switches (on a shared core,
-            // the woken caller preempts the writer as soon as it frees a slot). Half the
-            // queue is one wake-up per `capacity / 2` messages. A peer that drains slowly but
-            // steadily is not called stuck: at the deadline one free slot is enough.
-            let want = (tx.max_capacity() / 2).max(1);
-            let waiting = tx.clone();
-            let room =
-                engine.block_on_timeout(
-                    wait,
-                    async move { waiting.reserve_many(want).await.map(drop) },
-                );
-            match room {
-                Some(Err(_)) => Queued::Closed,
-                Some(Ok(())) | None => match tx.try_send(cmd) {
-                    Ok(()) => Queued::Yes,
-                    Err(TrySendError::Closed(_)) => Queued::Closed,
-                    Err(TrySendError::Full(_)) => Queued::Full,
-                },
-            }
-        }
+        Ok(()) => Ok(Queued::Yes),
+        Err(TrySendError::Closed(_)) => Ok(Queued::Closed),
+        Err(TrySendError::Full(cmd)) => Err(cmd),
     }
 }

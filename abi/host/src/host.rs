@@ -539,11 +539,13 @@ struct Slots<'a> {
 }
 
 impl<'a> Slots<'a> {
-    fn new(st: &'a MemState, n: usize) -> Slots<'a> {
-        Slots {
-            st,
-            v: vec![TVariant::zeroed(); n],
+    /// `n` variants, the first `args.len()` of them encoded from `args`, the rest empty.
+    fn new(st: &'a MemState, n: usize, args: &[Var]) -> Slots<'a> {
+        let mut v = vec![TVariant::zeroed(); n];
+        for (slot, a) in v.iter_mut().zip(args) {
+            *slot = encode(st, a);
         }
+        Slots { st, v }
     }
 
     /// The `tVariant*` to pass: null for an empty list (the add-in must not touch it then).
@@ -855,10 +857,7 @@ impl Obj {
                 args.len()
             )));
         }
-        let mut slots = Slots::new(self.st(), n_us);
-        for (slot, a) in slots.v.iter_mut().zip(args.iter()) {
-            *slot = encode(self.st(), a);
-        }
+        let mut slots = Slots::new(self.st(), n_us, args);
         for k in args.len()..n_us {
             let r = vcall!(
                 self,
@@ -933,20 +932,14 @@ impl Obj {
         count: i64,
         as_func: bool,
     ) -> Result<Var, CallError> {
-        let mut slots = Slots::new(self.st(), params.len());
-        for (slot, a) in slots.v.iter_mut().zip(params.iter()) {
-            *slot = encode(self.st(), a);
-        }
+        let mut slots = Slots::new(self.st(), params.len(), params);
         self.invoke_slots(idx, &mut slots, params, count, as_func)
     }
 
     /// Arguments encoded once for many calls of one method, as a tight 1C loop passes the
     /// same values again and again: see [`Prepared`].
     pub fn prepare(&self, args: &[Var]) -> Prepared<'_> {
-        let mut slots = Slots::new(self.st(), args.len());
-        for (slot, a) in slots.v.iter_mut().zip(args) {
-            *slot = encode(self.st(), a);
-        }
+        let slots = Slots::new(self.st(), args.len(), args);
         let sent = slots.v.clone();
         Prepared {
             obj: self,
@@ -998,8 +991,7 @@ impl Obj {
     /// freed after the call.
     pub fn set_prop_raw(&self, idx: i64, v: Var) -> Result<(), CallError> {
         let before = self.conn.error_count();
-        let mut slots = Slots::new(self.st(), 1);
-        slots.v[0] = encode(self.st(), &v);
+        let mut slots = Slots::new(self.st(), 1, std::slice::from_ref(&v));
         let r = vcall!(
             self,
             1,
