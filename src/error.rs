@@ -1,5 +1,10 @@
 //! The core's one error type. `abi/` turns it into `AddError` + `false`, which 1C code sees
 //! as an exception, and the object keeps its text for `ОписаниеОшибки()`.
+//!
+//! Errors carry data, never text: every Russian and English message is rendered in
+//! [`crate::texts`], so a translator or a reviewer reads them all in one file. An area with
+//! several failures (TLS, addresses, options, the server…) gets its own typed enum, wrapped
+//! by one variant here, and its own rendering function there.
 
 use crate::lang::Lang;
 use crate::value::TypeName;
@@ -118,142 +123,6 @@ impl Error {
 
 /// `Result` with the core's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl Error {
-    /// The text 1C code gets in `ОписаниеОшибки()`, in `lang`.
-    pub fn text(&self, lang: Lang) -> String {
-        let ru = lang == Lang::Ru;
-        match self {
-            Error::ArgType {
-                method,
-                param,
-                index,
-                expected,
-                got,
-            } => {
-                if ru {
-                    format!(
-                        "Неверный тип параметра {index} ({}) метода {}: ожидается {}, передано {}",
-                        param.ru,
-                        method.ru,
-                        expected.name(lang),
-                        got.name(lang)
-                    )
-                } else {
-                    format!(
-                        "Wrong type of argument {index} ({}) of method {}: expected {}, got {}",
-                        param.en,
-                        method.en,
-                        expected.name(lang),
-                        got.name(lang)
-                    )
-                }
-            }
-            Error::ArgCount {
-                method,
-                expected,
-                got,
-            } => {
-                if ru {
-                    format!(
-                        "Неверное количество параметров метода {}: ожидается {expected}, передано {got}",
-                        method.ru
-                    )
-                } else {
-                    format!(
-                        "Wrong number of arguments of method {}: expected {expected}, got {got}",
-                        method.en
-                    )
-                }
-            }
-            Error::PropType {
-                prop,
-                expected,
-                got,
-            } => {
-                if ru {
-                    format!(
-                        "Неверный тип значения свойства {}: ожидается {}, передано {}",
-                        prop.ru,
-                        expected.name(lang),
-                        got.name(lang)
-                    )
-                } else {
-                    format!(
-                        "Wrong type of value for property {}: expected {}, got {}",
-                        prop.en,
-                        expected.name(lang),
-                        got.name(lang)
-                    )
-                }
-            }
-            Error::ReadOnly { prop } => {
-                if ru {
-                    format!("Свойство {} доступно только для чтения", prop.ru)
-                } else {
-                    format!("Property {} is read-only", prop.en)
-                }
-            }
-            Error::NotReadable { prop } => {
-                if ru {
-                    format!("Свойство {} недоступно для чтения", prop.ru)
-                } else {
-                    format!("Property {} is not readable", prop.en)
-                }
-            }
-            Error::NoSuchMember { index } => {
-                if ru {
-                    format!("Нет члена объекта с номером {index}")
-                } else {
-                    format!("No member with index {index}")
-                }
-            }
-            Error::NotImplemented { member } => {
-                if ru {
-                    format!("{} ещё не реализовано в этой версии компоненты", member.ru)
-                } else {
-                    format!(
-                        "{} is not implemented in this version of the add-in yet",
-                        member.en
-                    )
-                }
-            }
-            Error::InvalidValue {
-                what,
-                ru: why_ru,
-                en: why_en,
-            } => {
-                if ru {
-                    format!("Недопустимое значение {}: {why_ru}", what.ru)
-                } else {
-                    format!("Invalid value of {}: {why_en}", what.en)
-                }
-            }
-            Error::Panic(msg) => {
-                if ru {
-                    format!("Внутренняя ошибка компоненты (паника перехвачена): {msg}")
-                } else {
-                    format!("Internal add-in error (panic caught): {msg}")
-                }
-            }
-            Error::Runtime(e) => {
-                if ru {
-                    format!("Не удалось запустить фоновые потоки компоненты: {e}")
-                } else {
-                    format!("Could not start the add-in's background threads: {e}")
-                }
-            }
-            Error::Net {
-                ru: text_ru,
-                en: text_en,
-            } => lang.pick(text_ru, text_en).to_owned(),
-            Error::Platform {
-                ru: text_ru,
-                en: text_en,
-            } => lang.pick(text_ru, text_en).to_owned(),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

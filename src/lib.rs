@@ -27,6 +27,7 @@ pub mod persistent;
 pub mod platform;
 pub mod registry;
 pub mod runtime;
+pub mod texts;
 pub mod tls;
 pub mod value;
 
