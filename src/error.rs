@@ -90,6 +90,28 @@ pub enum Error {
         /// Why, in English.
         en: String,
     },
+    /// A number that is not a whole number in the range the member accepts.
+    NotWhole {
+        /// The parameter or property.
+        what: Names,
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+        /// What arrived (NaN when it was not a number at all).
+        got: f64,
+    },
+    /// A `РежимДоставки` that is none of the four modes.
+    UnknownMode {
+        /// What 1C code wrote.
+        got: String,
+    },
+    /// A call on an object whose `Done()` already ran.
+    ObjectDone,
+    /// A call the client object cannot do in its state.
+    Client(ClientError),
+    /// A call the server object cannot do, or a listener that cannot start.
+    Server(ServerError),
     /// A panic caught at the FFI boundary; the process lives on.
     Panic(String),
     /// The async runtime could not start (threads refused by the OS).
@@ -119,6 +141,90 @@ impl Error {
             en: en.into(),
         }
     }
+}
+
+/// Failures of the client object's own calls (the connection's are in other areas).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No open connection.
+    NotConnected,
+    /// The connection was lost and a reconnection is under way.
+    Reconnecting,
+    /// `Подключиться` while connected.
+    AlreadyConnected,
+    /// The connection task did not answer within `timeout_ms` plus a margin.
+    ConnectTimedOut {
+        /// The address as 1C code passed it.
+        url: String,
+    },
+    /// The send queue stayed full for `send_timeout_ms`.
+    QueueFull {
+        /// The bound, in ms.
+        waited_ms: u128,
+    },
+    /// A ping payload longer than a control frame may carry (125 bytes, RFC 6455 §5.5).
+    PingTooLong {
+        /// Its length in bytes (UTF-8).
+        len: usize,
+    },
+}
+
+/// Failures of the server object's own calls.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// `Запустить` while running.
+    AlreadyRunning,
+    /// A persistent server of that name runs on another interface or port.
+    PersistentElsewhere {
+        /// Its name.
+        name: String,
+        /// Where it runs.
+        interface: String,
+        /// Its port.
+        port: u16,
+    },
+    /// The interface name resolves to nothing, or is not an address of this computer.
+    NoSuchInterface {
+        /// As 1C code passed it.
+        interface: String,
+    },
+    /// The port is taken.
+    PortInUse {
+        /// The interface.
+        interface: String,
+        /// The port.
+        port: u16,
+    },
+    /// The OS refuses the port (below 1024 without privileges).
+    PortNotPermitted {
+        /// The port.
+        port: u16,
+    },
+    /// Another OS failure while binding or registering the listener.
+    Listen {
+        /// The interface.
+        interface: String,
+        /// The port.
+        port: u16,
+        /// The OS's own text (kept for support; rendered after ours).
+        os: String,
+    },
+    /// One connection's send queue stayed full for `send_timeout_ms`.
+    QueueFull {
+        /// The connection.
+        id: u64,
+        /// The bound, in ms.
+        waited_ms: u128,
+    },
+    /// No live connection with that id.
+    NoConnection {
+        /// The id.
+        id: u64,
+    },
+    /// `Настроить` while running.
+    ConfigureWhileRunning,
 }
 
 /// `Result` with the core's error.

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::hub::Hub;
+use crate::hub::{Hub, Pusher};
 use crate::net::server::Ctx;
 use crate::runtime::Engine;
 
@@ -33,6 +33,8 @@ pub struct Persistent {
     pub engine: Engine,
     /// Its hub: events wait here while no object is attached.
     pub hub: Arc<Hub>,
+    /// The pusher of `hub` (stopped when the server is dropped; `shut` closes the hub).
+    pub pusher: Pusher,
     /// The accept loop's context.
     pub ctx: Arc<Ctx>,
     /// `None` while an object is attached; since when it has been alone otherwise.

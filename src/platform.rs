@@ -66,6 +66,13 @@ pub enum Emit {
 pub trait EventSink: Send + Sync {
     /// Raises `ExternalEvent(source, event, data)`.
     fn emit(&self, source: &str, event: &str, data: &str) -> Emit;
+
+    /// `SetEventBufferDepth(depth)`: how many events the platform keeps for 1C code that is
+    /// busy. What happens beyond it is the platform's business (it may discard events and
+    /// still answer true), which is why the notify mode keeps every payload for pull.
+    fn set_buffer_depth(&self, _depth: usize) -> bool {
+        false
+    }
 }
 
 /// What `Init` tells the object about its platform.

@@ -8,8 +8,13 @@
 //!    tokio runtime from inside one of its own tasks panics, so teardown happens only when the
 //!    last lease is dropped, and leases are dropped on the platform's thread (`DestroyObject`).
 //! 2. **The last lease shuts the runtime down with a bound** (`shutdown_timeout`), which also
-//!    joins its worker threads: after the last object is destroyed the process has no thread
-//!    of ours left.
+//!    joins its worker threads. Leases are held by live objects *and* by persistent servers
+//!    (`crate::persistent`'s registry owns theirs until they are stopped or expire), so the
+//!    worker threads remain while either exists; after the last object is destroyed and the
+//!    last persistent server has stopped, no worker thread of ours is left. A pusher thread
+//!    (`crate::hub::Pusher`) stuck in a platform call past its bound, and a runtime thread
+//!    stuck past `SHUTDOWN_BOUND`, are left to finish on their own; both are counted in
+//!    [`shutdown_timeouts`].
 //! 3. **Every task is spawned into its object's `TaskTracker`**, so `Done()` can cancel the
 //!    object's token and wait for exactly those tasks, within a bound, on the 1C thread.
 //! 4. **Receive blocks only the calling 1C thread** (the hub's condvar), never a worker.
@@ -18,7 +23,8 @@
 //! thread that outlives a bound never executes unmapped code.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
@@ -26,6 +32,24 @@ use crate::error::{Error, Result};
 
 /// How long the last lease waits for stragglers when it shuts the runtime down.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
+
+/// Whether connection tasks end on `Engine::drain` (MERGE-PENDING).
+const DRAIN_HONOURED: bool = false;
+
+/// Shutdowns (of an object's tasks, or of the runtime) that hit their bound.
+static SHUTDOWN_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many shutdowns hit their bound since the library was loaded: tasks (or a pusher)
+/// that had not finished when `Done()` returned. Non-zero means a peer or the platform held
+/// something up; nothing of the object is touched by the stragglers.
+pub fn shutdown_timeouts() -> u64 {
+    SHUTDOWN_TIMEOUTS.load(Ordering::Relaxed)
+}
+
+/// Counts one shutdown that hit its bound.
+pub fn count_shutdown_timeout() {
+    SHUTDOWN_TIMEOUTS.fetch_add(1, Ordering::Relaxed);
+}
 
 struct Registry {
     runtime: Option<Runtime>,
@@ -94,7 +118,12 @@ impl Drop for RuntimeLease {
         };
         // Outside the registry lock: a new object may build a fresh runtime meanwhile.
         if let Some(rt) = rt {
+            // `shutdown_timeout` says nothing about stragglers; time it to count them.
+            let started = Instant::now();
             rt.shutdown_timeout(SHUTDOWN_BOUND);
+            if started.elapsed() >= SHUTDOWN_BOUND {
+                count_shutdown_timeout();
+            }
         }
     }
 }
@@ -104,8 +133,13 @@ impl Drop for RuntimeLease {
 pub struct Engine {
     /// The runtime lease (dropped with the object).
     pub lease: RuntimeLease,
-    /// Cancelled by `Done()`; every task of the object selects on it or a child of it.
+    /// Cancelled by `Done()` at its bound; every task of the object selects on it or a
+    /// child of it and ends at once.
     pub token: tokio_util::sync::CancellationToken,
+    /// Cancelled first by `Done()`: connections send what `Отправить` accepted, close with
+    /// 1001 and end; the accept loop stops accepting. `token` still ends everything at the
+    /// bound.
+    pub drain: tokio_util::sync::CancellationToken,
     /// Every task of the object.
     pub tracker: tokio_util::task::TaskTracker,
 }
@@ -116,6 +150,7 @@ impl Engine {
         Ok(Engine {
             lease: RuntimeLease::acquire()?,
             token: tokio_util::sync::CancellationToken::new(),
+            drain: tokio_util::sync::CancellationToken::new(),
             tracker: tokio_util::task::TaskTracker::new(),
         })
     }
@@ -142,11 +177,42 @@ impl Engine {
             .block_on(async move { tokio::time::timeout(wait, fut).await.ok() })
     }
 
-    /// `Done()`: cancel every task and wait for them, at most `wait`.
-    pub fn shutdown(&self, wait: Duration) {
-        self.token.cancel();
+    /// `Done()`: let the tasks finish their work (drain), then cancel what is left, all
+    /// within `wait`. Returns false, and counts it, if tasks remained at the bound.
+    ///
+    /// Why two stages: 1C code often ends a fire-and-forget notification by letting the
+    /// object go out of scope right after `Отправить`; cancelling at once would drop what
+    /// the send queue still held. Draining gets it out (then a 1001 close). Most of the
+    /// bound goes to the drain; the last fifth (at most 500 ms) is kept for the hard cancel,
+    /// so that `Done()` still returns within `wait` when a peer stops reading.
+    pub fn shutdown(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        let reserve = (wait / 5).min(Duration::from_millis(500));
+        self.drain.cancel();
         self.tracker.close();
         let tracker = self.tracker.clone();
-        let _ = self.block_on_timeout(wait, async move { tracker.wait().await });
+        // MERGE-PENDING: the connection layer does not honour `drain` yet; until it does, the
+        // drain stage gets no time (else every Done() would sit out most of its bound).
+        let drain_stage = if DRAIN_HONOURED {
+            wait - reserve
+        } else {
+            Duration::ZERO
+        };
+        let drained = self
+            .block_on_timeout(drain_stage, async move { tracker.wait().await })
+            .is_some();
+        self.token.cancel();
+        if drained {
+            return true;
+        }
+        let tracker = self.tracker.clone();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ended = self
+            .block_on_timeout(left, async move { tracker.wait().await })
+            .is_some();
+        if !ended {
+            count_shutdown_timeout();
+        }
+        ended
     }
 }

@@ -6,7 +6,7 @@
 //! language of the interface only (no Russian words in an English text and the reverse), no
 //! internal type names or `Debug` output, and input quoted at most [`QUOTE_LIMIT`] characters.
 
-use crate::error::Error;
+use crate::error::{ClientError, Error, ServerError};
 use crate::lang::Lang;
 
 /// How many characters of user input an error text quotes at most.
@@ -130,6 +130,51 @@ impl Error {
                     format!("Invalid value of {}: {why_en}", what.en)
                 }
             }
+            Error::NotWhole {
+                what,
+                min,
+                max,
+                got,
+            } => {
+                let got = if got.is_nan() {
+                    String::new()
+                } else if ru {
+                    format!(", передано {got}")
+                } else {
+                    format!(", got {got}")
+                };
+                if ru {
+                    format!(
+                        "Недопустимое значение {}: ожидается целое число от {min} до {max}{got}",
+                        what.ru
+                    )
+                } else {
+                    format!(
+                        "Invalid value of {}: expected a whole number from {min} to {max}{got}",
+                        what.en
+                    )
+                }
+            }
+            Error::UnknownMode { got } => {
+                let got = quote(got);
+                if ru {
+                    format!(
+                        "Недопустимое значение РежимДоставки: «{got}»; допустимы Авто, Опрос, События, Уведомления"
+                    )
+                } else {
+                    format!(
+                        "Invalid value of DeliveryMode: \"{got}\"; expected auto, pull, push or notify"
+                    )
+                }
+            }
+            Error::ObjectDone => lang
+                .pick(
+                    "Объект уже завершён (Done)",
+                    "The object is done (Done was called)",
+                )
+                .to_owned(),
+            Error::Client(e) => client(e, lang),
+            Error::Server(e) => server(e, lang),
             Error::Panic(msg) => {
                 if ru {
                     format!("Внутренняя ошибка компоненты (паника перехвачена): {msg}")
@@ -153,6 +198,130 @@ impl Error {
                 en: text_en,
             } => lang.pick(text_ru, text_en).to_owned(),
         }
+    }
+}
+
+fn client(e: &ClientError, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    match e {
+        ClientError::NotConnected => lang
+            .pick("Нет подключения к серверу", "Not connected")
+            .to_owned(),
+        ClientError::Reconnecting => lang
+            .pick(
+                "Нет подключения к серверу: связь потеряна, идёт переподключение",
+                "Not connected: the connection was lost, reconnecting",
+            )
+            .to_owned(),
+        ClientError::AlreadyConnected => lang
+            .pick("Подключение уже выполнено", "Already connected")
+            .to_owned(),
+        ClientError::ConnectTimedOut { url } => {
+            let url = quote(url);
+            if ru {
+                format!("Превышено время ожидания подключения к {url}")
+            } else {
+                format!("Timed out connecting to {url}")
+            }
+        }
+        ClientError::QueueFull { waited_ms } => {
+            if ru {
+                format!("Очередь отправки переполнена: сервер не принимает данные {waited_ms} мс")
+            } else {
+                format!("The send queue is full: the server has not taken data for {waited_ms} ms")
+            }
+        }
+        ClientError::PingTooLong { len } => {
+            if ru {
+                format!(
+                    "Данные пинга длиннее 125 байт ({len} байт в UTF-8): управляющий кадр WebSocket больше не вмещает"
+                )
+            } else {
+                format!(
+                    "Ping data is longer than 125 bytes ({len} bytes in UTF-8): a WebSocket control frame holds no more"
+                )
+            }
+        }
+    }
+}
+
+fn server(e: &ServerError, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    match e {
+        ServerError::AlreadyRunning => lang
+            .pick("Сервер уже запущен", "The server is already running")
+            .to_owned(),
+        ServerError::PersistentElsewhere {
+            name,
+            interface,
+            port,
+        } => {
+            let (name, interface) = (quote(name), quote(interface));
+            if ru {
+                format!("Постоянный сервер «{name}» уже запущен на {interface}:{port}")
+            } else {
+                format!("The persistent server \"{name}\" already runs on {interface}:{port}")
+            }
+        }
+        ServerError::NoSuchInterface { interface } => {
+            let interface = quote(interface);
+            if ru {
+                format!("Нет такого сетевого интерфейса на этом компьютере: «{interface}»")
+            } else {
+                format!("No such network interface on this computer: \"{interface}\"")
+            }
+        }
+        ServerError::PortInUse { interface, port } => {
+            let interface = quote(interface);
+            if ru {
+                format!("Порт {port} на {interface} уже занят другой программой")
+            } else {
+                format!("Port {port} on {interface} is already in use")
+            }
+        }
+        ServerError::PortNotPermitted { port } => {
+            if ru {
+                format!(
+                    "Нет прав слушать порт {port} (порты ниже 1024 требуют прав администратора)"
+                )
+            } else {
+                format!("No permission to listen on port {port} (ports below 1024 need privileges)")
+            }
+        }
+        ServerError::Listen {
+            interface,
+            port,
+            os,
+        } => {
+            let interface = quote(interface);
+            if ru {
+                format!("Не удалось занять {interface}:{port} (ответ системы: {os})")
+            } else {
+                format!("Cannot listen on {interface}:{port} (the system says: {os})")
+            }
+        }
+        ServerError::QueueFull { id, waited_ms } => {
+            if ru {
+                format!(
+                    "Клиент {id} не принимает данные {waited_ms} мс: очередь отправки переполнена"
+                )
+            } else {
+                format!("Client {id} has not taken data for {waited_ms} ms: the send queue is full")
+            }
+        }
+        ServerError::NoConnection { id } => {
+            if ru {
+                format!("Нет соединения с ИДКлиента {id}")
+            } else {
+                format!("No connection with ClientId {id}")
+            }
+        }
+        ServerError::ConfigureWhileRunning => lang
+            .pick(
+                "Настроить вызывается до Запустить (сервер уже запущен)",
+                "Configure must be called before Run (the server is running)",
+            )
+            .to_owned(),
     }
 }
 

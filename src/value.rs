@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::error::{Error, Names, Result};
 use crate::lang::Lang;
 
 /// A value passed between 1C code and the add-in.
@@ -58,6 +59,24 @@ impl Value {
             Value::Str(s) => Some(s),
             _ => None,
         }
+    }
+
+    /// The whole number in `min..=max` this value holds, or an error naming `what`.
+    ///
+    /// One rule for every integer argument and property (timeouts, ports, ids, codes,
+    /// sizes): a fraction is refused, never rounded. Rounding made `Получить(0.4, …)` a
+    /// timeout of 0, which means "wait without a bound": a hang from a typo.
+    pub fn whole(&self, what: Names, min: u64, max: u64) -> Result<u64> {
+        let f = self.as_f64().unwrap_or(f64::NAN);
+        if !f.is_finite() || f.fract() != 0.0 || f < min as f64 || f > max as f64 {
+            return Err(Error::NotWhole {
+                what,
+                min,
+                max,
+                got: f,
+            });
+        }
+        Ok(f as u64)
     }
 
     /// A number value from an integer count (counters, ports, ids).

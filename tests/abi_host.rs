@@ -25,8 +25,8 @@ fn exports_answer_as_the_platform_expects() {
         );
         assert_eq!(
             obj.conn().buffer_depth(),
-            1000,
-            "SetEventBufferDepth at Init"
+            10_000,
+            "SetEventBufferDepth(РазмерОчереди) at Init"
         );
         assert!(
             obj.conn().get_interface_calls() > 0,

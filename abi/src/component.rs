@@ -10,8 +10,8 @@
 use std::ffi::{c_long, c_void};
 use std::mem::offset_of;
 use std::sync::Arc;
+use std::time::Instant;
 
-use ws1c::hub::EVENT_BUFFER_DEPTH;
 use ws1c::platform::PlatformContext;
 use ws1c::value::ParamType;
 use ws1c::{AddIn, Args, Error, Value};
@@ -186,17 +186,20 @@ impl State {
         false
     }
 
-    /// `Done()`: disarm the platform handle first, so no event reaches 1C from here on,
-    /// then stop the object, then forget the memory manager. Idempotent.
+    /// `Done()`: disarm the platform handle first, so no event reaches 1C from here on
+    /// (waiting for a push in flight), then stop the object, then forget the memory
+    /// manager; all within `ТаймаутЗавершения`. Idempotent.
     fn shutdown(&mut self) {
         if self.done {
             return;
         }
         self.done = true;
+        let wait = self.addin.shutdown_timeout();
+        let deadline = Instant::now() + wait;
         if let Some(c) = &self.conn {
-            c.disarm();
+            c.disarm(wait);
         }
-        self.addin.done();
+        self.addin.done(deadline);
         self.mem = None;
     }
 }
@@ -259,10 +262,10 @@ unsafe extern "system" fn init(this: This, connection: *mut c_void) -> bool {
             return false;
         };
         if let Some(old) = s.conn.take() {
-            old.disarm();
+            old.disarm(s.addin.shutdown_timeout());
         }
         let conn = Arc::new(conn);
-        conn.set_event_buffer_depth(EVENT_BUFFER_DEPTH);
+        // `attach` asks the platform for an event buffer as deep as `РазмерОчереди`.
         let app = conn.app_type();
         s.conn = Some(conn.clone());
         s.addin.attach(PlatformContext { app, sink: conn });

@@ -120,6 +120,11 @@ pub struct Conn {
     app_type: i32,
     refuse_events: bool,
     honour_buffer_depth: bool,
+    discard_beyond_depth: bool,
+    event_delay: Option<Duration>,
+    discarded: AtomicU64,
+    /// `ExternalEvent` calls inside their delay now.
+    in_event: AtomicU64,
     /// Whether the host negotiated capabilities (`SetPlatformCapabilities` called and answered
     /// >= 1); without that, `GetInterface` calls are protocol violations (ABI.md §3.3).
     caps_negotiated: bool,
@@ -185,6 +190,10 @@ impl Conn {
             app_type: opts.app_type,
             refuse_events: opts.refuse_events,
             honour_buffer_depth: opts.honour_buffer_depth,
+            discard_beyond_depth: opts.discard_beyond_depth,
+            event_delay: opts.event_delay,
+            discarded: AtomicU64::new(0),
+            in_event: AtomicU64::new(0),
             caps_negotiated,
             depth: AtomicI64::new(1),
             done: AtomicBool::new(false),
@@ -335,6 +344,16 @@ impl Conn {
     /// `ExternalEvent` calls that returned false (server, `refuse_events`, buffer full).
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Events discarded while answering true (`discard_beyond_depth`).
+    pub fn discarded(&self) -> u64 {
+        self.discarded.load(Ordering::Relaxed)
+    }
+
+    /// `ExternalEvent` calls inside their `event_delay` right now.
+    pub fn events_in_flight(&self) -> u64 {
+        self.in_event.load(Ordering::SeqCst)
     }
 
     /// The event buffer depth (initially 1; set by `SetEventBufferDepth`).
@@ -557,13 +576,29 @@ unsafe extern "system" fn c_external_event(
         let message = unsafe { c.arg(message, S_EXTERNAL_EVENT, "message") };
         // SAFETY: as above.
         let data = unsafe { c.arg(data, S_EXTERNAL_EVENT, "data") };
+        if let Some(d) = c.event_delay {
+            // A busy platform: no lock of ours is held, so AddError and the other objects'
+            // calls go on meanwhile.
+            c.in_event.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(d);
+            c.in_event.fetch_sub(1, Ordering::SeqCst);
+        }
         let thread = std::thread::current();
         let mut ev = lock(&c.events);
         let seq = ev.calls;
         ev.calls += 1;
-        let full = c.honour_buffer_depth
-            && i64::try_from(ev.pending.len()).unwrap_or(i64::MAX)
-                >= c.depth.load(Ordering::SeqCst);
+        let beyond =
+            i64::try_from(ev.pending.len()).unwrap_or(i64::MAX) >= c.depth.load(Ordering::SeqCst);
+        if c.discard_beyond_depth && beyond && c.app_type != app_type::SERVER {
+            c.discarded.fetch_add(1, Ordering::Relaxed);
+            let waiters = ev.waiters;
+            drop(ev);
+            if waiters > 0 {
+                c.events_cv.notify_all();
+            }
+            return true;
+        }
+        let full = c.honour_buffer_depth && beyond;
         let accept = !(c.app_type == app_type::SERVER || c.refuse_events || full);
         if accept {
             ev.pending.push_back(Event {

@@ -45,7 +45,8 @@ pub fn default_library_path() -> PathBuf {
         return PathBuf::from(p);
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = manifest.ancestors().nth(2).unwrap_or(manifest);
+    // host/ sits directly under the workspace root.
+    let root = manifest.parent().unwrap_or(manifest);
     root.join("target")
         .join("release")
         .join("libwebsocket1c.so")
@@ -69,6 +70,13 @@ pub struct HostOptions {
     /// `ExternalEvent` returns false (refused) while the number of pending (not taken) events is
     /// at least the event buffer depth.
     pub honour_buffer_depth: bool,
+    /// `ExternalEvent` discards the event, **answering true**, while the number of pending
+    /// (not taken) events is at least the event buffer depth: what a platform whose buffer
+    /// overflows may do without telling the add-in. Counted in [`crate::Conn::discarded`].
+    pub discard_beyond_depth: bool,
+    /// `ExternalEvent` takes this long before it returns (a platform whose UI thread is
+    /// busy), holding no lock of the host's meanwhile.
+    pub event_delay: Option<std::time::Duration>,
 }
 
 impl Default for HostOptions {
@@ -81,6 +89,8 @@ impl Default for HostOptions {
             ui_lang: Some("ru".into()),
             refuse_events: false,
             honour_buffer_depth: false,
+            discard_beyond_depth: false,
+            event_delay: None,
         }
     }
 }
@@ -274,7 +284,7 @@ impl Host {
         if !path.exists() {
             panic!(
                 "add-in library not found at {}: build it first with `cargo build --release -p \
-                 ws1c-abi` (add `--features test-hooks` for the test-only members), or set \
+                 ws1c-abi --features test-hooks` (or run scripts/test.sh, which does), or set \
                  WS1C_ADDIN to its path",
                 path.display()
             );

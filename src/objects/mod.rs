@@ -7,73 +7,20 @@
 //! themselves see only checked arguments and member ids.
 
 mod client;
+mod core;
 mod server;
 
-use std::time::Duration;
+use std::time::Instant;
 
-use crate::error::{Error, Names, Result};
-use crate::event::EventKind;
-use crate::hub::{Hub, whole_number};
+use crate::error::{Error, Result};
 use crate::lang::Lang;
 use crate::platform::PlatformContext;
 use crate::registry::{Members, MethodDef, MethodId, PropDef, PropId};
 use crate::value::{ParamType, Value};
 
 pub use client::Client;
+pub use core::{ObjectCore, close_code};
 pub use server::Server;
-
-const TIMEOUT: Names = Names {
-    ru: "Таймаут",
-    en: "Timeout",
-};
-
-/// `Таймаут` in ms: 0 waits without a bound (`None`).
-fn wait_of(v: &Value) -> Result<Option<Duration>> {
-    let ms = v.as_f64().unwrap_or(f64::NAN).round();
-    let ms = whole_number(&Value::Double(ms), TIMEOUT, 0, u64::from(u32::MAX))?;
-    Ok((ms > 0).then(|| Duration::from_millis(ms)))
-}
-
-/// `Получить` / `Принять`: the next message into `args[data]` (text as a string, binary as
-/// binary data) and, on the server, its connection id into `args[id]`; `False` with `""`
-/// (and id 0) after the timeout or when nothing can arrive any more.
-pub(crate) fn receive_message(
-    hub: &Hub,
-    args: &mut Args,
-    id: Option<usize>,
-    data: usize,
-) -> Result<Value> {
-    let wait = wait_of(args.get(0))?;
-    let Some(ev) = hub.receive(wait, true) else {
-        if let Some(id) = id {
-            args.set_out(id, Value::Int(0));
-        }
-        args.set_out(data, Value::Str(String::new()));
-        return Ok(Value::Bool(false));
-    };
-    if let Some(id) = id {
-        args.set_out(id, Value::from_count(ev.conn.unwrap_or(0)));
-    }
-    let payload = match ev.kind {
-        EventKind::Text(t) => Value::Str(t),
-        EventKind::Binary(b) => Value::Binary(b),
-        _ => Value::Str(String::new()),
-    };
-    args.set_out(data, payload);
-    Ok(Value::Bool(true))
-}
-
-/// `ПолучитьСобытие(Таймаут, Событие, Данные)`: the next event's JSON header and payload.
-pub(crate) fn receive_event(hub: &Hub, args: &mut Args) -> Result<Value> {
-    let wait = wait_of(args.get(0))?;
-    let (found, header, data) = match hub.receive(wait, false) {
-        Some(ev) => (true, ev.header(), ev.data()),
-        None => (false, String::new(), String::new()),
-    };
-    args.set_out(1, Value::Str(header));
-    args.set_out(2, Value::Str(data));
-    Ok(Value::Bool(found))
-}
 
 /// The add-in's version, as `Версия` / `Version` reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -160,25 +107,38 @@ impl Args {
     }
 }
 
-/// What each object implements; `AddIn` has already checked the arguments.
+/// What each object implements beside the [`ObjectCore`] that `AddIn` holds for it and
+/// passes in; `AddIn` has already checked the arguments and routed the core's own members
+/// (hub properties, pull calls) to the core.
 pub trait Object: Send {
     /// The object's member tables.
     fn members(&self) -> &'static Members;
-    /// `Init`: the platform is known.
-    fn attach(&mut self, ctx: PlatformContext);
-    /// Reads a readable property.
-    fn get(&mut self, prop: &PropDef, lang: Lang) -> Result<Value>;
-    /// Writes a writable property with a value of the accepted type.
-    fn set(&mut self, prop: &PropDef, v: Value) -> Result<()>;
-    /// Calls a method with checked arguments.
-    fn call(&mut self, m: &MethodDef, args: &mut Args, lang: Lang) -> Result<Value>;
-    /// `Done()`: stop everything the object started; no event may reach 1C afterwards.
-    fn done(&mut self);
+    /// Reads one of the object's own readable properties.
+    fn get(&mut self, core: &ObjectCore, prop: &PropDef, lang: Lang) -> Result<Value>;
+    /// Writes one of the object's own writable properties (none by default).
+    fn set(&mut self, _core: &mut ObjectCore, prop: &PropDef, _v: Value) -> Result<()> {
+        Err(Error::ReadOnly { prop: prop.names })
+    }
+    /// Calls one of the object's own methods with checked arguments.
+    fn call(
+        &mut self,
+        core: &mut ObjectCore,
+        m: &MethodDef,
+        args: &mut Args,
+        lang: Lang,
+    ) -> Result<Value>;
+    /// `Done()`: stop everything the object started, by `deadline`; no event may reach 1C
+    /// afterwards. An object with parts of its own stops them, then calls the core's.
+    fn done(&mut self, core: &mut ObjectCore, deadline: Instant) {
+        core.done(deadline);
+    }
 }
 
 /// One live add-in object as the platform sees it.
 pub struct AddIn {
     obj: Box<dyn Object>,
+    /// What every object shares (hub, settings, engine, pull calls, `Done()`).
+    core: ObjectCore,
     locale: Option<Lang>,
     ui_lang: Option<Lang>,
     last_error: String,
@@ -198,6 +158,7 @@ impl AddIn {
         };
         Some(AddIn {
             obj,
+            core: ObjectCore::new(),
             locale: None,
             ui_lang: None,
             last_error: String::new(),
@@ -212,7 +173,12 @@ impl AddIn {
 
     /// `Init`.
     pub fn attach(&mut self, ctx: PlatformContext) {
-        self.obj.attach(ctx);
+        self.core.attach(ctx);
+    }
+
+    /// `ТаймаутЗавершения`: the bound on `Done()`.
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        self.core.settings.shutdown_timeout
     }
 
     /// `SetLocale`.
@@ -267,7 +233,10 @@ impl AddIn {
             PropId::Version => Ok(Value::Str(VERSION.to_owned())),
             PropId::TestValue => Ok(self.test_value.clone()),
             PropId::TestPanicProp => panic!("TestPanicProp: a panic forced by a test"),
-            _ => self.obj.get(&prop, lang),
+            _ => match self.core.get(&prop, lang) {
+                Some(v) => Ok(v),
+                None => self.obj.get(&self.core, &prop, lang),
+            },
         }
     }
 
@@ -298,7 +267,8 @@ impl AddIn {
                 self.test_value = v;
                 Ok(())
             }
-            _ => self.obj.set(&prop, v),
+            _ if self.core.set(&prop, &v)? => Ok(()),
+            _ => self.obj.set(&mut self.core, &prop, v),
         }
     }
 
@@ -328,18 +298,24 @@ impl AddIn {
             MethodId::TestNumber => Ok(Value::Double(args.number(0) * 2.0)),
             MethodId::TestDefaults => Ok(Value::Str(
                 (0..args.len())
-                    .map(|k| describe(args.get(k)))
+                    .map(|k| show_value(args.get(k)))
                     .collect::<Vec<_>>()
                     .join("|"),
             )),
             MethodId::TestPanic => panic!("TestPanic: a panic forced by a test"),
-            _ => self.obj.call(&m, args, lang),
+            _ => {
+                self.core.check_live()?;
+                match self.core.call(&m, args) {
+                    Some(r) => r,
+                    None => self.obj.call(&mut self.core, &m, args, lang),
+                }
+            }
         }
     }
 
-    /// `Done()`.
-    pub fn done(&mut self) {
-        self.obj.done();
+    /// `Done()`, returning by `deadline`.
+    pub fn done(&mut self, deadline: Instant) {
+        self.obj.done(&mut self.core, deadline);
     }
 }
 
@@ -376,7 +352,7 @@ fn check_args(m: &MethodDef, args: &mut Args) -> Result<()> {
 }
 
 /// A short rendering of a value for `TestDefaults`.
-fn describe(v: &Value) -> String {
+fn show_value(v: &Value) -> String {
     match v {
         Value::Empty => "Undefined".into(),
         Value::Null => "Null".into(),

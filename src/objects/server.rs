@@ -1,25 +1,26 @@
 //! `AddIn.WebSocket.Server`.
 //!
-//! Ownership as for the client: the object owns its hub, its engine (runtime lease, token,
-//! tracker) and the current run; the accept loop and the connection tasks own only clones of
-//! the shared run context, so `Done()` can cancel and join them all.
+//! The object is its members plus an [`ObjectCore`]. It owns the current run; the accept
+//! loop and the connection tasks own only clones of the shared run context, so `Done()` can
+//! drain, cancel and join them all. A persistent server's run is owned by the persistent
+//! registry; the object only attaches to it.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::task::TaskTracker;
 
-use crate::error::{Error, Names, Result};
-use crate::hub::{DeliveryMode, Hub, HubSettings, whole_number};
+use crate::error::{Error, Names, Result, ServerError};
+use crate::hub::Pusher;
 use crate::lang::Lang;
 use crate::log::{Level, Log};
-use crate::net::server::{Connections, Ctx, PersistentOptions, ServerOptions, accept_loop};
+use crate::net::server::{Connections, Ctx, ServerOptions, accept_loop};
 use crate::net::{Command, Queued, queue_command};
-use crate::objects::{Args, Object, receive_event, receive_message};
+use crate::objects::{Args, Object, ObjectCore, close_code};
 use crate::persistent::{self, Persistent};
-use crate::platform::{AppType, EventSink, PlatformContext};
 use crate::registry::{Members, MethodDef, MethodId, PropDef, PropId, SERVER};
 use crate::runtime::Engine;
 use crate::tls;
@@ -38,26 +39,12 @@ struct Run {
 }
 
 /// A WebSocket server object.
+#[derive(Default)]
 pub struct Server {
-    settings: HubSettings,
-    app: AppType,
-    /// The hub in use: the object's own, or an attached persistent server's.
-    hub: Arc<Hub>,
-    /// The object's own hub (closed at `Done()`).
-    own_hub: Arc<Hub>,
-    /// The platform's event sink, handed to a persistent server's hub on attach.
-    sink: Option<Arc<dyn EventSink>>,
-    engine: Option<Engine>,
     options: ServerOptions,
     run: Option<Run>,
+    /// The last `Запустить` failed (`Статус` -1).
     failed: bool,
-    done: bool,
-}
-
-impl Default for Server {
-    fn default() -> Self {
-        Server::new()
-    }
 }
 
 const CLIENT_ID: Names = Names {
@@ -70,45 +57,18 @@ const PORT: Names = Names {
 };
 
 fn client_id(v: &Value) -> Result<u64> {
-    whole_number(v, CLIENT_ID, 0, u64::from(u32::MAX))
+    v.whole(CLIENT_ID, 0, u64::from(u32::MAX))
+}
+
+/// What the OS said, for an error text.
+fn os_text(e: &std::io::Error) -> String {
+    e.to_string()
 }
 
 impl Server {
     /// A server that is not listening.
     pub fn new() -> Server {
-        let settings = HubSettings::default();
-        let hub = Hub::new(&settings, settings.mode.effective(AppType::Unknown));
-        Server {
-            settings,
-            app: AppType::Unknown,
-            own_hub: hub.clone(),
-            sink: None,
-            hub,
-            engine: None,
-            options: ServerOptions::default(),
-            run: None,
-            failed: false,
-            done: false,
-        }
-    }
-
-    fn engine(&mut self) -> Result<&Engine> {
-        if self.engine.is_none() {
-            let engine = Engine::start()?;
-            engine.spawn(self.hub.clone().run_pusher(engine.token.clone()));
-            self.engine = Some(engine);
-        }
-        self.engine
-            .as_ref()
-            .ok_or_else(|| Error::Runtime("no runtime".into()))
-    }
-
-    fn apply_settings(&self) {
-        let mode = match (self.settings.mode, self.hub.mode()) {
-            (DeliveryMode::Auto, DeliveryMode::Pull) => DeliveryMode::Pull,
-            (m, _) => m.effective(self.app),
-        };
-        self.hub.configure(&self.settings, mode);
+        Server::default()
     }
 
     fn bind_address(interface: &str, port: u16) -> Result<SocketAddr> {
@@ -130,39 +90,30 @@ impl Server {
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| {
-                Error::net(
-                    format!("Нет такого сетевого интерфейса: «{interface}»"),
-                    format!("No such network interface: \"{interface}\""),
-                )
+                Error::Server(ServerError::NoSuchInterface {
+                    interface: interface.to_owned(),
+                })
             })
     }
 
-    fn start(&mut self, args: &Args) -> Result<Value> {
+    fn start(&mut self, core: &mut ObjectCore, args: &Args) -> Result<Value> {
         if self.run.is_some() {
-            return Err(Error::net(
-                "Сервер уже запущен",
-                "The server is already running",
-            ));
+            return Err(Error::Server(ServerError::AlreadyRunning));
         }
         let interface = args.str(0).to_owned();
-        let port = whole_number(args.get(1), PORT, 0, 65535)? as u16;
+        let port = args.get(1).whole(PORT, 0, 65535)? as u16;
         if let Some(po) = &self.options.persistent
             && let Some(p) = persistent::find(&po.name)
         {
             if p.interface != interface || (port != 0 && port != p.port) {
-                return Err(Error::net(
-                    format!(
-                        "Постоянный сервер «{}» уже запущен на {}:{}",
-                        p.name, p.interface, p.port
-                    ),
-                    format!(
-                        "The persistent server \"{}\" already runs on {}:{}",
-                        p.name, p.interface, p.port
-                    ),
-                ));
+                return Err(Error::Server(ServerError::PersistentElsewhere {
+                    name: p.name.clone(),
+                    interface: p.interface.clone(),
+                    port: p.port,
+                }));
             }
-            self.engine()?;
-            return Ok(self.attach_persistent(p));
+            core.engine()?;
+            return Ok(self.attach_persistent(core, p));
         }
         let (cert, key_or_password, password) = (args.str(2), args.str(3), args.str(4));
         let log = Arc::new(match &self.options.log {
@@ -179,110 +130,51 @@ impl Server {
             )?))
         };
         let addr = Self::bind_address(&interface, port)?;
-        let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        let listen_error = |e: std::io::Error| {
             use std::io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};
-            match e.kind() {
-                AddrInUse => Error::net(
-                    format!("Порт {port} на {interface} уже занят другой программой"),
-                    format!("Port {port} on {interface} is already in use"),
-                ),
-                AddrNotAvailable => Error::net(
-                    format!("Нет такого сетевого интерфейса на этом компьютере: «{interface}»"),
-                    format!("No such network interface on this computer: \"{interface}\""),
-                ),
-                PermissionDenied => Error::net(
-                    format!(
-                        "Нет прав слушать порт {port} (порты ниже 1024 требуют прав администратора)"
-                    ),
-                    format!(
-                        "No permission to listen on port {port} (ports below 1024 need privileges)"
-                    ),
-                ),
-                _ => Error::net(
-                    format!("Не удалось занять {interface}:{port}: {e}"),
-                    format!("Cannot listen on {interface}:{port}: {e}"),
-                ),
-            }
-        })?;
+            Error::Server(match e.kind() {
+                AddrInUse => ServerError::PortInUse {
+                    interface: interface.clone(),
+                    port,
+                },
+                AddrNotAvailable => ServerError::NoSuchInterface {
+                    interface: interface.clone(),
+                },
+                PermissionDenied => ServerError::PortNotPermitted { port },
+                _ => ServerError::Listen {
+                    interface: interface.clone(),
+                    port,
+                    os: os_text(&e),
+                },
+            })
+        };
+        let listener = std::net::TcpListener::bind(addr).map_err(listen_error)?;
         let bound = listener.local_addr().map(|a| a.port()).unwrap_or(port);
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| Error::net(e.to_string(), e.to_string()))?;
-        if let Some(po) = self.options.persistent.clone() {
-            log.write(Level::Info, || {
-                format!("listening on {interface}:{bound} (persistent)")
+        listener.set_nonblocking(true).map_err(listen_error)?;
+        let Some(po) = self.options.persistent.clone() else {
+            let hub = core.hub().clone();
+            let engine = core.engine()?;
+            let ctx = launch(engine, hub, &self.options, tls, listener, &log)?;
+            log.write(Level::Info, || format!("listening on {interface}:{bound}"));
+            self.run = Some(Run {
+                interface,
+                port: bound,
+                ctx,
+                persistent: None,
             });
-            return self.start_persistent(po, interface, bound, tls, listener, log);
-        }
-        let hub = self.hub.clone();
-        let options = self.options.clone();
-        let engine = self.engine()?;
-        let listener = {
-            let _enter = engine.lease.handle().enter();
-            tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| Error::net(e.to_string(), e.to_string()))?
+            self.failed = false;
+            return Ok(Value::Bool(true));
         };
-        let ctx = Arc::new(Ctx {
-            options,
-            tls,
-            hub: hub.clone(),
-            conns: Arc::new(Connections::default()),
-            tracker: engine.tracker.clone(),
-            run_tracker: TaskTracker::new(),
-            token: engine.token.child_token(),
-            log: log.clone(),
-        });
-        // The listener counts as a live source for `Принять(0, …)`.
-        hub.connection_started();
-        log.write(Level::Info, || format!("listening on {interface}:{bound}"));
-        engine.spawn(
-            ctx.run_tracker
-                .track_future(accept_loop(listener, ctx.clone())),
-        );
-        self.run = Some(Run {
-            interface,
-            port: bound,
-            ctx,
-            persistent: None,
-        });
-        self.failed = false;
-        Ok(Value::Bool(true))
-    }
-
-    /// Starts a server that outlives this object, in its own engine with its own hub.
-    fn start_persistent(
-        &mut self,
-        po: PersistentOptions,
-        interface: String,
-        port: u16,
-        tls: Option<TlsAcceptor>,
-        listener: std::net::TcpListener,
-        log: Arc<Log>,
-    ) -> Result<Value> {
-        self.engine()?;
+        // A persistent server has its own engine, hub and pusher, owned by the registry;
+        // this object's engine still serves its blocking calls (`Отправить` waits).
+        core.engine()?;
         let engine = Engine::start()?;
-        let hub = Hub::new(&self.settings, self.settings.mode.effective(self.app));
-        engine.spawn(hub.clone().run_pusher(engine.token.clone()));
-        let listener = {
-            let _enter = engine.lease.handle().enter();
-            tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| Error::net(e.to_string(), e.to_string()))?
-        };
-        let ctx = Arc::new(Ctx {
-            options: self.options.clone(),
-            tls,
-            hub: hub.clone(),
-            conns: Arc::new(Connections::default()),
-            tracker: engine.tracker.clone(),
-            run_tracker: TaskTracker::new(),
-            token: engine.token.child_token(),
-            log: log.clone(),
+        let hub = core.new_hub();
+        let pusher = Pusher::start(&hub)?;
+        let ctx = launch(&engine, hub.clone(), &self.options, tls, listener, &log)?;
+        log.write(Level::Info, || {
+            format!("listening on {interface}:{bound} (persistent)")
         });
-        hub.connection_started();
-        engine.spawn(
-            ctx.run_tracker
-                .track_future(accept_loop(listener, ctx.clone())),
-        );
         let alone_since = Arc::new(std::sync::Mutex::new(None));
         if let Some(expiry) = po.idle_expiry {
             engine.spawn(persistent::expire_when_idle(
@@ -294,23 +186,22 @@ impl Server {
         let p = Arc::new(Persistent {
             name: po.name,
             interface,
-            port,
+            port: bound,
             engine,
+            pusher,
             hub,
             ctx,
             alone_since,
         });
         persistent::insert(p.clone());
-        Ok(self.attach_persistent(p))
+        Ok(self.attach_persistent(core, p))
     }
 
     /// Uses persistent server `p`: its hub (with what arrived meanwhile) becomes this
     /// object's, and this object's platform receives its pushed events.
-    fn attach_persistent(&mut self, p: Arc<Persistent>) -> Value {
+    fn attach_persistent(&mut self, core: &mut ObjectCore, p: Arc<Persistent>) -> Value {
         *p.alone_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.hub = p.hub.clone();
-        self.hub.set_sink(self.sink.clone());
-        self.apply_settings();
+        core.use_hub(p.hub.clone());
         self.run = Some(Run {
             interface: p.interface.clone(),
             port: p.port,
@@ -322,21 +213,19 @@ impl Server {
     }
 
     /// Leaves an attached persistent server running, alone from now on.
-    fn detach(&mut self) {
+    fn detach(&mut self, core: &mut ObjectCore) {
         if let Some(p) = self.run.take().and_then(|r| r.persistent) {
-            p.hub.set_sink(None);
-            *p.alone_since.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(std::time::Instant::now());
+            *p.alone_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         }
-        self.hub = self.own_hub.clone();
+        core.release_hub();
     }
 
     /// `Остановить`: every connection closes with 1001 and the port is free on return.
-    fn stop(&mut self) {
+    fn stop(&mut self, core: &mut ObjectCore) {
         self.failed = false;
         if let Some(p) = self.run.as_ref().and_then(|r| r.persistent.clone()) {
             // Really stops it: connections close with 1001, the port is free on return.
-            self.detach();
+            self.detach(core);
             persistent::remove(&p.name, p.ctx.options.limits.close_timeout);
             return;
         }
@@ -346,7 +235,7 @@ impl Server {
         });
         run.ctx.token.cancel();
         run.ctx.run_tracker.close();
-        if let Some(e) = &self.engine {
+        if let Some(e) = core.started_engine() {
             let tracker = run.ctx.run_tracker.clone();
             let wait = run.ctx.options.limits.close_timeout;
             let _ = e.block_on_timeout(wait, async move { tracker.wait().await });
@@ -358,8 +247,9 @@ impl Server {
     }
 
     /// Queues `msg` to connection `id`; 1 if queued, 0 if there is no such connection.
-    fn send_to(&self, id: u64, msg: Message) -> Result<Value> {
-        let (Some(entry), Some(engine)) = (self.conns().and_then(|c| c.get(id)), &self.engine)
+    fn send_to(&self, core: &ObjectCore, id: u64, msg: Message) -> Result<Value> {
+        let (Some(entry), Some(engine)) =
+            (self.conns().and_then(|c| c.get(id)), core.started_engine())
         else {
             return Ok(Value::Int(0));
         };
@@ -367,16 +257,10 @@ impl Server {
         match queue_command(engine, &entry.commands, Command::Send(msg), wait) {
             Queued::Yes => Ok(Value::Int(1)),
             Queued::Closed => Ok(Value::Int(0)),
-            Queued::Full => Err(Error::net(
-                format!(
-                    "Клиент {id} не принимает данные {} мс: очередь отправки переполнена",
-                    wait.as_millis()
-                ),
-                format!(
-                    "Client {id} has not taken data for {} ms: the send queue is full",
-                    wait.as_millis()
-                ),
-            )),
+            Queued::Full => Err(Error::Server(ServerError::QueueFull {
+                id,
+                waited_ms: wait.as_millis(),
+            })),
         }
     }
 
@@ -393,16 +277,13 @@ impl Server {
         Value::from_count(n as u64)
     }
 
-    fn disconnect(&self, id: u64, code: f64, reason: &str) -> Value {
-        let (Some(entry), Some(engine)) = (self.conns().and_then(|c| c.get(id)), &self.engine)
+    fn disconnect(&self, core: &ObjectCore, id: u64, code: f64, reason: &str) -> Value {
+        let (Some(entry), Some(engine)) =
+            (self.conns().and_then(|c| c.get(id)), core.started_engine())
         else {
             return Value::Bool(false);
         };
-        let code = if code == 1000.0 || (3000.0..=4999.0).contains(&code) {
-            code as u16
-        } else {
-            1000
-        };
+        let code = close_code(code);
         let wait = self.options.limits.close_timeout;
         if queue_command(
             engine,
@@ -429,20 +310,12 @@ impl Server {
         self.conns()
             .and_then(|c| c.get(id))
             .map(|e| Value::Str(e.info_json()))
-            .ok_or_else(|| {
-                Error::net(
-                    format!("Нет соединения с ИДКлиента {id}"),
-                    format!("No connection with ClientId {id}"),
-                )
-            })
+            .ok_or(Error::Server(ServerError::NoConnection { id }))
     }
 
     fn configure(&mut self, text: &str) -> Result<Value> {
         if self.run.is_some() {
-            return Err(Error::net(
-                "Настроить вызывается до Запустить (сервер уже запущен)",
-                "Configure must be called before Run (the server is running)",
-            ));
+            return Err(Error::Server(ServerError::ConfigureWhileRunning));
         }
         self.options = ServerOptions::parse(text)?;
         Ok(Value::Empty)
@@ -456,22 +329,52 @@ fn binary(v: &Value) -> Vec<u8> {
     }
 }
 
+/// Registers `listener` with the runtime of `engine`, builds the run context and starts the
+/// accept loop: the one launch path of both kinds of server (the object's own and a
+/// persistent one).
+fn launch(
+    engine: &Engine,
+    hub: Arc<crate::hub::Hub>,
+    options: &ServerOptions,
+    tls: Option<TlsAcceptor>,
+    listener: std::net::TcpListener,
+    log: &Arc<Log>,
+) -> Result<Arc<Ctx>> {
+    let listener = {
+        let _enter = engine.lease.handle().enter();
+        tokio::net::TcpListener::from_std(listener).map_err(|e| {
+            Error::Server(ServerError::Listen {
+                interface: String::new(),
+                port: 0,
+                os: os_text(&e),
+            })
+        })?
+    };
+    let ctx = Arc::new(Ctx {
+        options: options.clone(),
+        tls,
+        hub: hub.clone(),
+        conns: Arc::new(Connections::default()),
+        tracker: engine.tracker.clone(),
+        run_tracker: TaskTracker::new(),
+        token: engine.token.child_token(),
+        log: log.clone(),
+    });
+    // The listener counts as a live source for `Принять(0, …)`.
+    hub.connection_started();
+    engine.spawn(
+        ctx.run_tracker
+            .track_future(accept_loop(listener, ctx.clone())),
+    );
+    Ok(ctx)
+}
+
 impl Object for Server {
     fn members(&self) -> &'static Members {
         &SERVER
     }
 
-    fn attach(&mut self, ctx: PlatformContext) {
-        self.app = ctx.app;
-        self.sink = Some(ctx.sink.clone());
-        self.hub.set_sink(Some(ctx.sink));
-        self.apply_settings();
-    }
-
-    fn get(&mut self, prop: &PropDef, lang: Lang) -> Result<Value> {
-        if let Some(v) = self.settings.get(prop.id, lang) {
-            return Ok(v);
-        }
+    fn get(&mut self, _core: &ObjectCore, prop: &PropDef, _lang: Lang) -> Result<Value> {
         let run = self.run.as_ref();
         Ok(match prop.id {
             PropId::Status => Value::Int(match (run, self.failed) {
@@ -492,51 +395,40 @@ impl Object for Server {
             PropId::ConnectionCount => {
                 Value::from_count(run.map_or(0, |r| r.ctx.conns.len() as u64))
             }
-            PropId::Pending => Value::from_count(self.hub.pending() as u64),
-            PropId::Undelivered => Value::from_count(self.hub.undelivered()),
             _ => return Err(Error::NotImplemented { member: prop.names }),
         })
     }
 
-    fn set(&mut self, prop: &PropDef, v: Value) -> Result<()> {
-        if self.settings.set(prop.id, prop.names, &v)? {
-            self.apply_settings();
-            return Ok(());
-        }
-        Err(Error::ReadOnly { prop: prop.names })
-    }
-
-    fn call(&mut self, m: &MethodDef, args: &mut Args, _lang: Lang) -> Result<Value> {
-        if self.done {
-            return Err(Error::Platform {
-                ru: "Объект уже завершён (Done)",
-                en: "The object is done (Done was called)",
-            });
-        }
+    fn call(
+        &mut self,
+        core: &mut ObjectCore,
+        m: &MethodDef,
+        args: &mut Args,
+        _lang: Lang,
+    ) -> Result<Value> {
         match m.id {
             MethodId::Run => {
-                let r = self.start(args);
+                let r = self.start(core, args);
                 self.failed = self.run.is_none();
                 r
             }
             MethodId::Stop => {
-                self.stop();
+                self.stop(core);
                 Ok(Value::Empty)
             }
             MethodId::Send => {
                 let id = client_id(args.get(0))?;
-                self.send_to(id, Message::text(args.take_str(1)))
+                self.send_to(core, id, Message::text(args.take_str(1)))
             }
             MethodId::SendBinary => self.send_to(
+                core,
                 client_id(args.get(0))?,
                 Message::binary(binary(args.get(1))),
             ),
             MethodId::Broadcast => Ok(self.broadcast(&Message::text(args.take_str(0)))),
             MethodId::BroadcastBinary => Ok(self.broadcast(&Message::binary(binary(args.get(0))))),
-            MethodId::Receive => receive_message(&self.hub, args, Some(1), 2),
-            MethodId::ReceiveEvent => receive_event(&self.hub, args),
             MethodId::DisconnectClient => {
-                Ok(self.disconnect(client_id(args.get(0))?, args.number(1), args.str(2)))
+                Ok(self.disconnect(core, client_id(args.get(0))?, args.number(1), args.str(2)))
             }
             MethodId::ConnectionInfo => self.connection_info(client_id(args.get(0))?),
             MethodId::Configure => self.configure(args.str(0)),
@@ -544,15 +436,12 @@ impl Object for Server {
         }
     }
 
-    /// As the client's: the platform handle is already disarmed; close the hub, cancel every
-    /// task (connections say 1001), join them within the bound. The port is free after it.
-    fn done(&mut self) {
-        self.done = true;
-        self.detach();
-        self.hub.close();
-        if let Some(e) = &self.engine {
-            e.shutdown(self.settings.shutdown_timeout);
-        }
+    /// Leaves an attached persistent server running; the core then drains and cancels this
+    /// object's own listener and connections (they close with 1001), so the port is free
+    /// after it.
+    fn done(&mut self, core: &mut ObjectCore, deadline: Instant) {
+        self.detach(core);
+        core.done(deadline);
         self.run = None;
     }
 }

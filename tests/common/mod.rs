@@ -13,6 +13,18 @@ pub fn host() -> &'static Host {
     HOST.get_or_init(|| {
         let host = Host::load_default();
         assert_eq!(host.set_platform_capabilities(3), 3);
+        // A library built without the test-only members fails here, once, with the command
+        // to run, instead of deep inside the first test that calls one of them.
+        let probe = host
+            .create("Client", HostOptions::default())
+            .unwrap_or_else(|e| panic!("create Client: {e:?}"));
+        assert!(
+            probe.find_method("TestEcho") >= 0,
+            "{} was built without the test-only members: run `cargo build --release -p \
+             ws1c-abi --features test-hooks` (or scripts/test.sh)",
+            host.path().display()
+        );
+        probe.destroy();
         host
     })
 }
@@ -571,4 +583,91 @@ impl Drop for Pproxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A 1C `Строка`.
+pub fn text(v: &str) -> ws1c_host::Var {
+    ws1c_host::Var::Str(v.to_owned())
+}
+
+/// `Клиент.Принять(Таймаут, Данные)`: the message, or `None` after the timeout (then
+/// `Данные` must be an empty string).
+pub fn client_receive(c: &Obj, timeout_ms: i32) -> Option<ws1c_host::Var> {
+    use ws1c_host::Var;
+    let mut args = [Var::I4(timeout_ms), Var::Empty];
+    match c.call("Принять", &mut args).expect("Принять") {
+        Var::Bool(true) => Some(args[1].clone()),
+        Var::Bool(false) => {
+            assert_eq!(
+                args[1],
+                text(""),
+                "Данные is an empty string after a timeout"
+            );
+            None
+        }
+        other => panic!("Принять returned {other:?}"),
+    }
+}
+
+/// `Сервер.Принять(Таймаут, ИДКлиента, Данные)`: (id, message), or `None` after the timeout.
+pub fn server_receive(srv: &Obj, timeout_ms: i32) -> Option<(i64, ws1c_host::Var)> {
+    use ws1c_host::Var;
+    let mut args = [Var::I4(timeout_ms), Var::I4(0), text("")];
+    match srv.call("Принять", &mut args).expect("Принять") {
+        Var::Bool(true) => Some((args[1].as_i64().expect("ИДКлиента"), args[2].clone())),
+        Var::Bool(false) => None,
+        other => panic!("Принять returned {other:?}"),
+    }
+}
+
+/// Takes the pushed events of `conn`, checking that messages are the numbers `next`,
+/// `next + 1`, … in order (each once); advances `next`.
+pub fn drain_numbered(conn: &ws1c_host::Conn, next: &mut u64) {
+    for ev in conn.take_events() {
+        if ev.message.starts_with(r#"{"Event":"Message""#) {
+            assert_eq!(ev.data, next.to_string(), "pushed message out of order");
+            *next += 1;
+        }
+    }
+}
+
+/// Waits until `ready()` holds, polling every few ms; panics with `what` after `within`.
+pub fn wait_until(within: std::time::Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// A [`WsServer`] that greets every client with "hello" as soon as the handshake completes
+/// (as Slack's RTM, telephony and exchange feeds do), then echoes what it receives.
+pub fn greeting_server() -> WsServer {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    WsServer::start(|mut ws| async move {
+        if ws.send(Message::text("hello")).await.is_err() {
+            return;
+        }
+        while let Some(Ok(m)) = ws.next().await {
+            if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A [`WsServer`] that echoes every text and binary message.
+pub fn echo_server() -> WsServer {
+    use futures_util::{SinkExt, StreamExt};
+    WsServer::start(|mut ws| async move {
+        while let Some(Ok(m)) = ws.next().await {
+            if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                return;
+            }
+        }
+    })
 }
