@@ -82,7 +82,7 @@ impl Demo {
         match o.obj.call(method, args) {
             Ok(ret) => {
                 let mut line = match &expect {
-                    Expect::Proc => format!("{text};"),
+                    Expect::Proc => format!("{text};   // выполнено"),
                     _ => format!("{text} → {}", lit(&ret)),
                 };
                 let outs: Vec<String> = outs
@@ -90,7 +90,12 @@ impl Demo {
                     .map(|&(k, name)| format!("{name} = {}", value(&args[k])))
                     .collect();
                 if !outs.is_empty() {
-                    line.push_str(&format!("   // {}", outs.join(", ")));
+                    let sep = if matches!(expect, Expect::Proc) {
+                        ", "
+                    } else {
+                        "   // "
+                    };
+                    line.push_str(&format!("{sep}{}", outs.join(", ")));
                 }
                 println!("{line}");
                 if let Expect::Is(e) = expect {
