@@ -195,10 +195,12 @@ impl Demo {
         let conn = obj.conn();
         let took = obj.done();
         obj.destroy();
-        println!(
-            "{var} = Неопределено;   // платформа: Done() за {:.1} мс, DestroyObject",
-            took.as_secs_f64() * 1000.0
-        );
+        let ms = took.as_secs_f64() * 1000.0;
+        if var.is_ascii() {
+            println!("{var} = Undefined;   // platform: Done() in {ms:.1} ms, DestroyObject");
+        } else {
+            println!("{var} = Неопределено;   // платформа: Done() за {ms:.1} мс, DestroyObject");
+        }
         conn
     }
 }
@@ -224,7 +226,9 @@ fn handler_call(e: &Event) -> String {
 }
 
 fn create(host: &Host, class: &str, opts: HostOptions, var: &'static str) -> Named {
-    println!("{var} = Новый(\"AddIn.WebSocket.{class}\");");
+    // An English variable name stands for code written in English 1C syntax.
+    let new = if var.is_ascii() { "New" } else { "Новый" };
+    println!("{var} = {new}(\"AddIn.WebSocket.{class}\");");
     let obj = host.create(class, opts).unwrap_or_else(|e| {
         println!("!!! {e}");
         std::process::exit(1)
@@ -524,10 +528,14 @@ fn exceptions(d: &mut Demo, host: &Host) -> Vec<Arc<Conn>> {
         match client.obj.call(method, &mut [s(TEXT)]) {
             Ok(_) => d.check(false, "ожидалось исключение"),
             Err(e) => {
-                println!(
-                    "Попытка {var}.{method}(\"{TEXT}\") → исключение ({lang}): {}",
-                    e.text
-                );
+                if lang == "ru" {
+                    println!(
+                        "Попытка {var}.{method}(\"{TEXT}\") → исключение: {}",
+                        e.text
+                    );
+                } else {
+                    println!("Try {var}.{method}(\"{TEXT}\") → exception: {}", e.text);
+                }
                 let cyrillic = e.text.chars().any(|c| ('\u{400}'..='\u{4FF}').contains(&c));
                 d.check(cyrillic == (lang == "ru"), "текст не на языке интерфейса");
                 let described = client.obj.call("ОписаниеОшибки", &mut []);
