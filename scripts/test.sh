@@ -2,8 +2,8 @@
 # Runs every test of the project on a fresh machine: installs what it needs, checks
 # formatting and lints, builds the add-in with its test-only members, runs the unit tests,
 # the host tests through the C ABI (Rust host and C++ host), the Autobahn conformance cases
-# (reports in target/autobahn/) and the interop peers, and the Rust host suite under valgrind
-# memcheck; then builds the package a 1C developer receives (manifest/package.sh:
+# (reports in target/autobahn/) and the interop peers, the demo (scripts/demo.sh), and the
+# Rust host suite under valgrind memcheck; then builds the package a 1C developer receives (manifest/package.sh:
 # dist/WebSocket.zip, glibc 2.17, its pinned tools installed into .tools/ on the first run)
 # and checks it (tests/package.rs). Ends with one line "N passed, M failed"; exits non-zero
 # on any failure.
@@ -88,6 +88,14 @@ count_results "$log_dir/cargo-test.log"
 [ "$rc" = 0 ] || failures+=("cargo test (exit $rc)")
 if [ "$rc" != 0 ] && ! grep -aqE '[1-9][0-9]* failed' "$log_dir/cargo-test.log"; then
     failed=$((failed + 1))
+fi
+
+step "demo: the add-in at work in the emulated platform (scripts/demo.sh, exit code checked)"
+if timeout 120 scripts/demo.sh --no-build >"$log_dir/demo.log" 2>&1; then
+    ok "demo"
+else
+    bad "demo (see target/test-logs/demo.log)"
+    tail -30 "$log_dir/demo.log"
 fi
 
 step "benchmark smoke run (every scenario for a moment; speed is not checked)"

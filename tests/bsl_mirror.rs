@@ -10,10 +10,21 @@
 //!
 //! | bsl file | tests |
 //! |---|---|
-//! | `WebSocketКомпонента.bsl` (common module) | `common_module_*`, and every test below through it |
-//! | `ФормаЧата.bsl` (form, push) | `form_module_push_sequence`, `form_module_reconnect_options` (waits for issue 5) |
+//! | `WebSocketКомпонента.bsl` (common module) | `common_module_*`, `the_common_module_asks_for_the_asynchronous_attach_on_the_client`, and every test below through it |
+//! | `WebSocketКомпонентаКлиент.bsl` (common module, 8.3.18+ `Асинх`) | `client_only_language_stays_in_client_code_and_asynch_in_its_own_module`, `a_refused_installation_is_handled` |
+//! | `ФормаЧата.bsl` (form, push) | `form_module_push_sequence`, `form_module_reconnect_options`, `a_refused_installation_is_handled` |
 //! | `РегламентноеЗаданиеПриемСообщений.bsl` (scheduled job, pull) | `scheduled_job_persistent_server` |
-//! | `ПолноеТестирование.bsl` (documented self-test) | `full_self_test` |
+//! | `ПолноеТестирование.bsl` (documented self-test) | `full_self_test_thin_client`, `full_self_test_english_interface`, `full_self_test_server_context` |
+//!
+//! and the rules a 1C developer reads the code by, checked on every file: the header names
+//! the module type (common module with its flags, form module) and a form's every unit has
+//! a compile directive; the code each context compiles (`#Если`, `&НаКлиенте`) never attaches
+//! synchronously on the client and uses no client-only language on the server; calls between
+//! the modules and notification handlers exist, exported, with the right parameters; a
+//! refused installation is handled; user-facing texts are in `НСтр` with `ru` and `en`, and no
+//! code matches an error's text (`every_bsl_file_states_*`, `client_code_*`,
+//! `client_only_language_*`, `every_call_between_*`, `a_refused_installation_is_handled`,
+//! `user_facing_texts_*`, `the_rule_checks_catch_mistakes`).
 
 mod common;
 
@@ -244,7 +255,15 @@ fn every_member_used_in_bsl_exists_with_a_valid_argument_count() {
             "{name}: starts with a header comment"
         );
         let uses = member_uses(&text);
-        assert!(!uses.is_empty(), "{name}: no component calls found");
+        // A file that creates component objects uses them (WebSocketКомпонентаКлиент only
+        // attaches the add-in).
+        let creates = ["Новый(", "НовыйКлиент(", "НовыйСервер("]
+            .iter()
+            .any(|n| text.contains(n));
+        assert!(
+            !creates || !uses.is_empty(),
+            "{name}: no component calls found"
+        );
         for u in &uses {
             let class = COMPONENT_VARS
                 .iter()
@@ -332,19 +351,922 @@ fn every_bsl_file_attaches_the_same_template_by_the_same_name() {
                 assert_eq!(lit, "ОбщийМакет.КомпонентаWebSocket", "{name}");
             }
         }
-        // ПодключитьВнешнююКомпоненту[Асинх](Местоположение, "WebSocket", …): the name is
-        // the second argument, which makes the ProgIDs AddIn.WebSocket.Client / .Server.
-        for (pos, _) in code.match_indices("ПодключитьВнешнююКомпоненту")
-        {
-            let rest = &code[pos..];
-            let args = &rest[rest.find('(').unwrap() + 1..];
-            let second = args.split(',').nth(1).unwrap().trim();
-            let n: usize = second.trim_matches('"').parse().unwrap();
-            assert_eq!(lits[n], "WebSocket", "{name}: attach name");
-            attaches += 1;
+        // ПодключитьВнешнююКомпоненту[Асинх](Местоположение, "WebSocket", …) and
+        // НачатьПодключениеВнешнейКомпоненты(Оповещение, Местоположение, "WebSocket", …): the
+        // name makes the ProgIDs AddIn.WebSocket.Client / .Server.
+        for (function, at) in [
+            ("ПодключитьВнешнююКомпоненту", 1),
+            ("ПодключитьВнешнююКомпонентуАсинх", 1),
+            ("НачатьПодключениеВнешнейКомпоненты", 2),
+        ] {
+            for open in calls_of(&code, function) {
+                let args = call_args(&code, open);
+                assert_eq!(
+                    literal(&args[at], &lits),
+                    Some("WebSocket"),
+                    "{name}: {function}"
+                );
+                assert!(
+                    args[at - 1].ends_with("Местоположение()"),
+                    "{name}: {function}"
+                );
+                attaches += 1;
+            }
         }
     }
-    assert!(attaches >= 3, "{attaches}");
+    assert!(attaches >= 5, "{attaches}");
+}
+
+// ---- module types, compilation contexts and the rules of the 1C language ------------------
+
+/// A module's kind, as the first lines of its header comment declare it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Module {
+    /// `// Общий модуль Имя.` then `// Флаги: …` (the common module's check boxes).
+    Common {
+        name: String,
+        client: bool,
+        server: bool,
+    },
+    /// `// Модуль формы: …`: every procedure, function and variable carries a directive.
+    Form,
+}
+
+/// Where code is compiled: a thin client, or the 1C server (for everything these files use,
+/// an external connection is the server's case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Client,
+    Server,
+}
+
+/// The check boxes of a common module, as the configurator names them.
+const FLAGS: [&str; 6] = [
+    "Клиент (управляемое приложение)",
+    "Сервер",
+    "Внешнее соединение",
+    "Вызов сервера",
+    "Привилегированный",
+    "Глобальный",
+];
+
+fn module_of(file: &str, text: &str) -> Module {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    if let Some(rest) = first.strip_prefix("// Общий модуль ") {
+        let name = rest.trim_end_matches('.').trim().to_owned();
+        assert!(
+            !name.is_empty() && name.chars().all(is_ident),
+            "{file}: module name {name:?}"
+        );
+        let flags = lines
+            .next()
+            .and_then(|l| l.strip_prefix("// Флаги: "))
+            .unwrap_or_else(|| panic!("{file}: the second line lists the flags: // Флаги: …"));
+        let flags: Vec<&str> = flags.trim_end_matches('.').split(", ").collect();
+        for f in &flags {
+            assert!(FLAGS.contains(f), "{file}: unknown flag {f:?}");
+        }
+        Module::Common {
+            name,
+            client: flags.contains(&FLAGS[0]),
+            server: flags.contains(&FLAGS[1]),
+        }
+    } else if first.starts_with("// Модуль формы: ") {
+        Module::Form
+    } else {
+        panic!(
+            "{file}: the first line names the module type (`// Общий модуль Имя.` or \
+             `// Модуль формы: …`), not {first:?}"
+        )
+    }
+}
+
+/// Every `.bsl` file with its module kind.
+fn modules() -> Vec<(String, String, Module)> {
+    bsl_files()
+        .into_iter()
+        .map(|(name, text)| {
+            let m = module_of(&name, &text);
+            (name, text, m)
+        })
+        .collect()
+}
+
+/// The file of the common module `name`.
+fn common_module<'a>(
+    all: &'a [(String, String, Module)],
+    name: &str,
+) -> Option<&'a (String, String, Module)> {
+    all.iter()
+        .find(|(_, _, m)| matches!(m, Module::Common { name: n, .. } if n == name))
+}
+
+/// Truth of a preprocessor symbol in `ctx`. An unknown symbol fails the test: a new one is
+/// added here deliberately, with its meaning.
+fn pp_symbol(sym: &str, ctx: Ctx) -> bool {
+    const CLIENT: [&str; 8] = [
+        "клиент",
+        "наклиенте",
+        "тонкийклиент",
+        "вебклиент",
+        "толстыйклиентуправляемоеприложение",
+        "толстыйклиентобычноеприложение",
+        "мобильноеприложениеклиент",
+        "мобильныйклиент",
+    ];
+    const SERVER: [&str; 4] = [
+        "сервер",
+        "насервере",
+        "внешнеесоединение",
+        "мобильноеприложениесервер",
+    ];
+    let s = sym.to_lowercase();
+    assert!(
+        CLIENT.contains(&s.as_str()) || SERVER.contains(&s.as_str()),
+        "unknown preprocessor symbol {sym}"
+    );
+    match ctx {
+        Ctx::Client => ["клиент", "наклиенте", "тонкийклиент"].contains(&s.as_str()),
+        Ctx::Server => ["сервер", "насервере"].contains(&s.as_str()),
+    }
+}
+
+/// Evaluates the condition of `#Если … Тогда` (`И`, `ИЛИ`, `НЕ`, parentheses) in `ctx`.
+fn pp_condition(expr: &str, ctx: Ctx) -> bool {
+    fn or(t: &[String], p: &mut usize, ctx: Ctx) -> bool {
+        let mut v = and(t, p, ctx);
+        while t.get(*p).is_some_and(|x| x == "или") {
+            *p += 1;
+            v |= and(t, p, ctx);
+        }
+        v
+    }
+    fn and(t: &[String], p: &mut usize, ctx: Ctx) -> bool {
+        let mut v = not(t, p, ctx);
+        while t.get(*p).is_some_and(|x| x == "и") {
+            *p += 1;
+            v &= not(t, p, ctx);
+        }
+        v
+    }
+    fn not(t: &[String], p: &mut usize, ctx: Ctx) -> bool {
+        let tok = t.get(*p).cloned().unwrap_or_default();
+        *p += 1;
+        match tok.as_str() {
+            "не" => !not(t, p, ctx),
+            "(" => {
+                let v = or(t, p, ctx);
+                assert_eq!(t.get(*p).map(String::as_str), Some(")"), "unbalanced #Если");
+                *p += 1;
+                v
+            }
+            sym => pp_symbol(sym, ctx),
+        }
+    }
+    let spaced = expr.replace('(', " ( ").replace(')', " ) ").to_lowercase();
+    let tokens: Vec<String> = spaced.split_whitespace().map(str::to_owned).collect();
+    let mut p = 0;
+    let v = or(&tokens, &mut p, ctx);
+    assert_eq!(p, tokens.len(), "cannot read #Если {expr}");
+    v
+}
+
+/// A compile directive of a form module: where the unit after it is compiled.
+fn directive_compiles_in(directive: &str, ctx: Ctx) -> bool {
+    match (directive, ctx) {
+        ("&НаКлиенте" | "&НаКлиентеНаСервереБезКонтекста", Ctx::Client) => {
+            true
+        }
+        (
+            "&НаСервере" | "&НаСервереБезКонтекста" | "&НаКлиентеНаСервереБезКонтекста",
+            Ctx::Server,
+        ) => true,
+        ("&НаКлиенте" | "&НаСервере" | "&НаСервереБезКонтекста", _) => {
+            false
+        }
+        (other, _) => panic!("unknown compile directive {other}"),
+    }
+}
+
+/// A line that starts a procedure, a function or a module variable.
+fn starts_unit(line: &str) -> bool {
+    let l = line.trim_start().to_lowercase();
+    let l = l.strip_prefix("асинх ").unwrap_or(&l);
+    l.starts_with("процедура ") || l.starts_with("функция ") || l.starts_with("перем ")
+}
+
+/// The text of a module as compiled in `ctx`: lines of other contexts (inactive `#Если`
+/// branches; form units whose directive is for the other side) blanked, so line numbers
+/// stay. `None` if the module is not compiled in `ctx` at all (a common module without the
+/// flag).
+fn compiled(text: &str, module: &Module, ctx: Ctx) -> Option<String> {
+    let flagged = |m: &Module| match (m, ctx) {
+        (Module::Common { client, .. }, Ctx::Client) => *client,
+        (Module::Common { server, .. }, Ctx::Server) => *server,
+        (Module::Form, _) => true,
+    };
+    if !flagged(module) {
+        return None;
+    }
+    // One level per open #Если: (enclosing level active, some branch taken, this branch active).
+    let mut levels: Vec<(bool, bool, bool)> = Vec::new();
+    let mut directive: Option<String> = None;
+    let (mut in_unit, mut unit_kept) = (false, true);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        let active = levels.last().is_none_or(|l| l.2);
+        if let Some(rest) = t.strip_prefix('#') {
+            let (kw, arg) = rest.split_once(' ').unwrap_or((rest, ""));
+            let cond = || pp_condition(arg.trim().trim_end_matches("Тогда"), ctx);
+            match kw.to_lowercase().as_str() {
+                "если" => {
+                    let c = cond();
+                    levels.push((active, c, active && c));
+                }
+                "иначеесли" => {
+                    let c = cond();
+                    let l = levels.last_mut().expect("#ИначеЕсли without #Если");
+                    l.2 = l.0 && !l.1 && c;
+                    l.1 |= c;
+                }
+                "иначе" => {
+                    let l = levels.last_mut().expect("#Иначе without #Если");
+                    l.2 = l.0 && !l.1;
+                    l.1 = true;
+                }
+                "конецесли" => {
+                    levels.pop().expect("#КонецЕсли without #Если");
+                }
+                "область" | "конецобласти" => {}
+                other => panic!("unknown preprocessor instruction #{other}"),
+            }
+            out.push("");
+            continue;
+        }
+        if !active {
+            out.push("");
+            continue;
+        }
+        let mut keep = true;
+        if *module == Module::Form {
+            if t.starts_with('&') {
+                directive = Some(t.to_owned());
+                out.push("");
+                continue;
+            }
+            if starts_unit(t) {
+                // A form's unit without a directive is compiled on the server.
+                let d = directive.take().unwrap_or_else(|| "&НаСервере".into());
+                unit_kept = directive_compiles_in(&d, ctx);
+                in_unit = !t.to_lowercase().starts_with("перем ");
+                keep = unit_kept;
+            } else if in_unit {
+                keep = unit_kept;
+                let l = t.to_lowercase();
+                if l.starts_with("конецпроцедуры") || l.starts_with("конецфункции")
+                {
+                    in_unit = false;
+                }
+            }
+        }
+        out.push(if keep { line } else { "" });
+    }
+    assert!(levels.is_empty(), "#Если without #КонецЕсли");
+    Some(out.join("\n"))
+}
+
+/// The identifiers of `code` (as [`tokenize`] leaves it) with their byte offsets.
+fn words(code: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, c) in code
+        .char_indices()
+        .chain(std::iter::once((code.len(), ' ')))
+    {
+        match (start, is_ident(c)) {
+            (None, true) => start = Some(i),
+            (Some(s), false) => {
+                // A literal placeholder "7" is not an identifier.
+                if !code[s..i].chars().all(|c| c.is_ascii_digit()) {
+                    out.push((s, &code[s..i]));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Offsets of the `(` of every call of `name` (a whole identifier, not after a `.`).
+fn calls_of(code: &str, name: &str) -> Vec<usize> {
+    words(code)
+        .into_iter()
+        .filter(|&(pos, w)| w == name && !code[..pos].ends_with('.'))
+        .filter_map(|(pos, w)| {
+            let after = pos + w.len();
+            let open = after + (code[after..].len() - code[after..].trim_start().len());
+            code[open..].starts_with('(').then_some(open)
+        })
+        .collect()
+}
+
+/// The top-level arguments of the call whose `(` is at `open`, trimmed.
+fn call_args(code: &str, open: usize) -> Vec<String> {
+    let mut depth = 0;
+    let mut args = vec![String::new()];
+    for c in code[open + 1..].chars() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 0 => break,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                args.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        args.last_mut().unwrap().push(c);
+    }
+    let args: Vec<String> = args.into_iter().map(|a| a.trim().to_owned()).collect();
+    if args.len() == 1 && args[0].is_empty() {
+        Vec::new()
+    } else {
+        args
+    }
+}
+
+/// The offset of the `)` that closes the `(` at `open` (the end of the code if none).
+fn closing_paren(code: &str, open: usize) -> usize {
+    let mut depth = 0;
+    for (i, c) in code[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth == 1 => return open + i,
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    code.len()
+}
+
+/// The literal an argument is, if it is one placeholder `"n"`.
+fn literal<'a>(arg: &str, lits: &'a [String]) -> Option<&'a str> {
+    let n: usize = arg.strip_prefix('"')?.strip_suffix('"')?.parse().ok()?;
+    lits.get(n).map(String::as_str)
+}
+
+/// One procedure or function of a module (from tokenized code).
+#[derive(Debug)]
+struct Proc {
+    name: String,
+    params: Vec<String>,
+    export: bool,
+    /// Offsets of its body in the code.
+    body: std::ops::Range<usize>,
+}
+
+fn procedures(code: &str) -> Vec<Proc> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let mut open: Option<Proc> = None;
+    for line in code.split_inclusive('\n') {
+        let t = line.trim();
+        let lower = t.to_lowercase();
+        if open.is_none() && starts_unit(t) && !lower.starts_with("перем ") {
+            let head = t.split_once(' ').map(|(_, r)| r).unwrap_or_default();
+            let head = head
+                .strip_prefix("Процедура ")
+                .or_else(|| head.strip_prefix("Функция "))
+                .unwrap_or(head);
+            let (name, rest) = head.split_once('(').expect("a parameter list");
+            let (params, tail) = rest.split_once(')').expect("a parameter list on one line");
+            open = Some(Proc {
+                name: name.trim().to_owned(),
+                params: params
+                    .split(',')
+                    .map(|p| p.trim().trim_start_matches("Знач ").to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+                export: tail.contains("Экспорт"),
+                body: offset + line.len()..0,
+            });
+        } else if (lower.starts_with("конецпроцедуры") || lower.starts_with("конецфункции"))
+            && let Some(mut p) = open.take()
+        {
+            p.body.end = offset;
+            out.push(p);
+        }
+        offset += line.len();
+    }
+    out
+}
+
+/// Whether offset `pos` of `code` lies between `Попытка` and its `Исключение`.
+fn inside_try(code: &str, pos: usize) -> bool {
+    let mut stack: Vec<bool> = Vec::new(); // true while in the Попытка part
+    for (at, w) in words(code) {
+        if at >= pos {
+            break;
+        }
+        if code[..at].ends_with('.') {
+            continue; // a member (Разбор.Попытка), not a keyword
+        }
+        match w {
+            "Попытка" => stack.push(true),
+            "Исключение" => {
+                if let Some(top) = stack.last_mut() {
+                    *top = false;
+                }
+            }
+            "КонецПопытки" => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    stack.last() == Some(&true)
+}
+
+/// The parts of an `НСтр` string: (language code, text), `''` read as one apostrophe.
+fn nstr_parts(s: &str) -> Vec<(String, String)> {
+    let mut parts = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let (code, after) = rest.split_once('=').unwrap_or_else(|| panic!("НСтр {s:?}"));
+        let after = after
+            .trim_start()
+            .strip_prefix('\'')
+            .unwrap_or_else(|| panic!("НСтр {s:?}"));
+        let mut text = String::new();
+        let mut chars = after.char_indices().peekable();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            if c == '\'' {
+                if chars.peek().is_some_and(|&(_, n)| n == '\'') {
+                    chars.next();
+                } else {
+                    end = i + 1;
+                    break;
+                }
+            }
+            text.push(c);
+        }
+        parts.push((code.trim().to_owned(), text));
+        rest = after[end..]
+            .trim_start()
+            .trim_start_matches(';')
+            .trim_start();
+    }
+    parts
+}
+
+fn has_cyrillic(s: &str) -> bool {
+    s.chars().any(|c| ('\u{400}'..='\u{4FF}').contains(&c))
+}
+
+#[test]
+fn every_bsl_file_states_its_module_type_and_directives() {
+    let all = modules();
+    assert!(all.iter().any(|(_, _, m)| *m == Module::Form));
+    for (file, text, module) in &all {
+        let (code, _) = tokenize(text);
+        let lines: Vec<&str> = code.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim();
+            match module {
+                Module::Common { .. } => assert!(
+                    !t.starts_with('&'),
+                    "{file}:{}: a common module has no compile directives",
+                    i + 1
+                ),
+                Module::Form if starts_unit(t) => {
+                    let before = lines[..i]
+                        .iter()
+                        .rev()
+                        .map(|l| l.trim())
+                        .find(|l| !l.is_empty());
+                    assert!(
+                        before.is_some_and(|b| b.starts_with('&')),
+                        "{file}:{}: `{t}` has no compile directive",
+                        i + 1
+                    );
+                }
+                Module::Form => {}
+            }
+        }
+        // Every file compiles in at least one context, with balanced #Если.
+        assert!(
+            compiled(text, module, Ctx::Client).is_some()
+                || compiled(text, module, Ctx::Server).is_some(),
+            "{file}"
+        );
+    }
+}
+
+/// Synchronous `ПодключитьВнешнююКомпоненту` / `УстановитьВнешнююКомпоненту` raise at run time
+/// on a client where synchronous calls are disabled (the usual configuration setting).
+#[test]
+fn client_code_never_attaches_or_installs_synchronously() {
+    let mut client_files = 0;
+    for (file, text, module) in modules() {
+        let Some(client) = compiled(&text, &module, Ctx::Client) else {
+            continue;
+        };
+        client_files += 1;
+        let (code, _) = tokenize(&client);
+        for name in ["ПодключитьВнешнююКомпоненту", "УстановитьВнешнююКомпоненту"]
+        {
+            let found = calls_of(&code, name);
+            assert!(
+                found.is_empty(),
+                "{file}: {name} on the client (line {})",
+                code[..found[0]].lines().count()
+            );
+        }
+    }
+    assert!(client_files >= 4, "{client_files}");
+    // The server side of the common module still attaches synchronously.
+    let all = modules();
+    let (_, text, module) =
+        common_module(&all, "WebSocketКомпонента").expect("WebSocketКомпонента");
+    let (server, _) = tokenize(&compiled(text, module, Ctx::Server).unwrap());
+    assert_eq!(calls_of(&server, "ПодключитьВнешнююКомпоненту").len(), 1);
+}
+
+/// `Асинх`/`Ждать` compile only on 8.3.18+ with compatibility mode 8.3.18 or later; the
+/// asynchronous methods, notifications and both exist only on the client.
+#[test]
+fn client_only_language_stays_in_client_code_and_asynch_in_its_own_module() {
+    const CLIENT_ONLY: [&str; 7] = [
+        "Ждать",
+        "ОписаниеОповещения",
+        "ВыполнитьОбработкуОповещения",
+        "НачатьПодключениеВнешнейКомпоненты",
+        "НачатьУстановкуВнешнейКомпоненты",
+        "ПодключитьВнешнююКомпонентуАсинх",
+        "УстановитьВнешнююКомпонентуАсинх",
+    ];
+    let mut asynch_files = Vec::new();
+    for (file, text, module) in modules() {
+        if let Some(server) = compiled(&text, &module, Ctx::Server) {
+            let (code, _) = tokenize(&server);
+            for (_, w) in words(&code) {
+                assert!(
+                    w != "Асинх" && !CLIENT_ONLY.contains(&w),
+                    "{file}: {w} in code compiled on the server"
+                );
+            }
+        }
+        let (code, _) = tokenize(&text);
+        if words(&code)
+            .iter()
+            .any(|&(_, w)| w == "Асинх" || w == "Ждать")
+        {
+            asynch_files.push(file);
+        }
+    }
+    // Every other module compiles on platforms before 8.3.18 and in older compatibility modes.
+    assert_eq!(asynch_files, ["WebSocketКомпонентаКлиент.bsl"]);
+    assert!(bsl("WebSocketКомпонентаКлиент.bsl").contains("8.3.18"));
+}
+
+/// `Модуль.Метод(…)` between the files, and every `ОписаниеОповещения`'s handlers: they exist,
+/// are exported, are compiled where the caller is, and take the parameters the platform
+/// passes (a completion handler 1 or 2, an error handler 3).
+#[test]
+fn every_call_between_modules_and_every_notification_handler_exists() {
+    let all = modules();
+    let names: Vec<String> = all
+        .iter()
+        .filter_map(|(_, _, m)| match m {
+            Module::Common { name, .. } => Some(name.clone()),
+            Module::Form => None,
+        })
+        .collect();
+    let exported = |target: &(String, String, Module), proc_name: &str, ctx: Ctx| -> Option<Proc> {
+        let (code, _) = tokenize(&compiled(&target.1, &target.2, ctx)?);
+        procedures(&code)
+            .into_iter()
+            .find(|p| p.name == proc_name && p.export)
+    };
+    let (mut calls, mut handlers) = (0, 0);
+    for caller in &all {
+        let (file, text, module) = caller;
+        for ctx in [Ctx::Client, Ctx::Server] {
+            let Some(view) = compiled(text, module, ctx) else {
+                continue;
+            };
+            let (code, lits) = tokenize(&view);
+            for (pos, w) in words(&code) {
+                if !names.iter().any(|n| n == w) || !code[pos + w.len()..].starts_with('.') {
+                    continue;
+                }
+                let member: String = code[pos + w.len() + 1..]
+                    .chars()
+                    .take_while(|&c| is_ident(c))
+                    .collect();
+                let target = common_module(&all, w).unwrap();
+                assert!(
+                    exported(target, &member, ctx).is_some(),
+                    "{file} ({ctx:?}): {w}.{member} is not an exported method compiled there"
+                );
+                calls += 1;
+            }
+            for open in calls_of(&code, "ОписаниеОповещения") {
+                let args = call_args(&code, open);
+                for (name_at, module_at, arity) in [(0, 1, 1..=2), (3, 4, 3..=3)] {
+                    let Some(arg) = args.get(name_at) else {
+                        continue;
+                    };
+                    let proc_name = literal(arg, &lits).expect("a handler name literal");
+                    let target = match args.get(module_at).map(String::as_str) {
+                        Some("ЭтотОбъект") => caller,
+                        Some(m) => {
+                            common_module(&all, m).unwrap_or_else(|| panic!("{file}: module {m}"))
+                        }
+                        None => panic!("{file}: ОписаниеОповещения without a module"),
+                    };
+                    let p = exported(target, proc_name, Ctx::Client).unwrap_or_else(|| {
+                        panic!(
+                            "{file}: handler {proc_name} is not an exported client procedure of {}",
+                            target.0
+                        )
+                    });
+                    assert!(
+                        arity.contains(&p.params.len()),
+                        "{file}: {proc_name}{:?}",
+                        p.params
+                    );
+                    handlers += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        calls >= 10 && handlers >= 6,
+        "{calls} calls, {handlers} handlers"
+    );
+}
+
+/// A user who refuses the installation (or an installation that fails) leaves the code in a
+/// known state: the asynchronous install is inside `Попытка`, the callback install has an
+/// error handler that answers `Ложь` instead of the platform's error window, and the form
+/// checks the answer before creating the object.
+#[test]
+fn a_refused_installation_is_handled() {
+    let all = modules();
+    let mut installs = 0;
+    for (file, text, module) in &all {
+        let Some(view) = compiled(text, module, Ctx::Client) else {
+            continue;
+        };
+        let (code, lits) = tokenize(&view);
+        for open in calls_of(&code, "УстановитьВнешнююКомпонентуАсинх")
+        {
+            assert!(
+                inside_try(&code, open),
+                "{file}: УстановитьВнешнююКомпонентуАсинх outside Попытка"
+            );
+            installs += 1;
+        }
+        for open in calls_of(&code, "НачатьУстановкуВнешнейКомпоненты")
+        {
+            let notify = &call_args(&code, open)[0];
+            let inner = open
+                + 1
+                + code[open + 1..]
+                    .find("ОписаниеОповещения")
+                    .expect("ОписаниеОповещения");
+            let args = call_args(&code, inner + code[inner..].find('(').unwrap());
+            assert_eq!(args.len(), 5, "{file}: {notify} has no error handler");
+            let handler = literal(&args[3], &lits).unwrap();
+            let p = procedures(&code)
+                .into_iter()
+                .find(|p| p.name == handler)
+                .expect("handler in the same module");
+            let body = &code[p.body.clone()];
+            assert!(
+                body.contains(&format!("{} = Ложь", p.params[1])),
+                "{file}: {handler} shows the platform's error window"
+            );
+            let notified = calls_of(body, "ВыполнитьОбработкуОповещения");
+            assert!(
+                notified
+                    .iter()
+                    .any(|&o| call_args(body, o).last().map(String::as_str) == Some("Ложь")),
+                "{file}: {handler} does not answer Ложь"
+            );
+            installs += 1;
+        }
+    }
+    assert_eq!(
+        installs, 2,
+        "one asynchronous and one callback installation"
+    );
+
+    // The form: the attach is inside Попытка, and its completion checks the answer first.
+    let form = bsl("ФормаЧата.bsl");
+    let (code, lits) = tokenize(&compiled(&form, &Module::Form, Ctx::Client).unwrap());
+    let pos = code
+        .find("WebSocketКомпонента.НачатьПодключениеНаКлиенте(")
+        .expect("the form attaches");
+    assert!(
+        inside_try(&code, pos),
+        "the form's attach is outside Попытка"
+    );
+    let open = pos + code[pos..].find('(').unwrap();
+    let notify = &call_args(&code, open)[0];
+    let inner = notify.find('(').unwrap();
+    let handler = literal(&call_args(notify, inner)[0], &lits)
+        .unwrap()
+        .to_owned();
+    let p = procedures(&code)
+        .into_iter()
+        .find(|p| p.name == handler)
+        .unwrap();
+    let body = &code[p.body.clone()];
+    let checked = body
+        .find(&format!("НЕ {}", p.params[0]))
+        .expect("the answer is checked");
+    assert!(checked < body.find("НовыйКлиент").unwrap());
+}
+
+/// On the client the common module never falls back to the synchronous attach: it raises a
+/// text that says what to call first, in both languages.
+#[test]
+fn the_common_module_asks_for_the_asynchronous_attach_on_the_client() {
+    let all = modules();
+    let (_, text, module) = common_module(&all, "WebSocketКомпонента").unwrap();
+    let (code, lits) = tokenize(&compiled(text, module, Ctx::Client).unwrap());
+    let procs = procedures(&code);
+    let hint: Vec<&Proc> = procs
+        .iter()
+        .filter(|p| {
+            calls_of(&code[p.body.clone()], "НСтр").iter().any(|&o| {
+                let arg = &call_args(&code[p.body.clone()], o)[0];
+                literal(arg, &lits).is_some_and(|l| l.contains("НачатьПодключениеНаКлиенте"))
+            })
+        })
+        .collect();
+    assert_eq!(hint.len(), 1, "one function holds the hint");
+    let body = &code[hint[0].body.clone()];
+    let text = literal(&call_args(body, calls_of(body, "НСтр")[0])[0], &lits).unwrap();
+    let parts = nstr_parts(text);
+    for lang in ["ru", "en"] {
+        let (_, t) = parts
+            .iter()
+            .find(|(c, _)| c == lang)
+            .unwrap_or_else(|| panic!("no {lang}"));
+        assert!(
+            t.contains("WebSocketКомпонента.НачатьПодключениеНаКлиенте")
+                && t.contains("WebSocketКомпонентаКлиент.ПодключитьНаКлиентеАсинх"),
+            "{lang}: {t}"
+        );
+    }
+    for name in ["Подключить", "НовыйОбъект"] {
+        let p = procs.iter().find(|p| p.name == name).unwrap();
+        let body = &code[p.body.clone()];
+        let raises = words(body)
+            .windows(2)
+            .any(|w| w[0].1 == "ВызватьИсключение" && w[1].1 == hint[0].name);
+        assert!(raises, "{name} does not raise the hint on the client");
+    }
+}
+
+/// Texts a user or an administrator reads are in `НСтр("ru = '…'; en = '…'")`; no 1C code
+/// decides anything by an error's text (it depends on the interface language).
+#[test]
+fn user_facing_texts_are_translated_and_error_texts_never_matched() {
+    const SINKS: [&str; 6] = [
+        "ВызватьИсключение",
+        "Сообщить",
+        "ДобавитьВЖурнал",
+        "ПоказатьПредупреждение",
+        "ЗаписьЖурналаРегистрации",
+        "Состояние",
+    ];
+    let mut problems = Vec::new();
+    let mut translated = 0;
+    for (file, text) in bsl_files() {
+        let (code, lits) = tokenize(&text);
+        let line = |pos: usize| code[..pos].lines().count();
+        // Format strings (`Формат(Число, "ЧГ=0")`) are not shown to anyone.
+        let formats: Vec<std::ops::Range<usize>> = calls_of(&code, "Формат")
+            .into_iter()
+            .map(|open| open..closing_paren(&code, open))
+            .collect();
+        let nstr: Vec<std::ops::Range<usize>> = calls_of(&code, "НСтр")
+            .into_iter()
+            .map(|open| {
+                let args = call_args(&code, open);
+                let parts = literal(&args[0], &lits).map(nstr_parts).unwrap_or_default();
+                let langs: Vec<&str> = parts
+                    .iter()
+                    .filter(|(_, t)| !t.trim().is_empty())
+                    .map(|(c, _)| c.as_str())
+                    .collect();
+                if !(langs.contains(&"ru") && langs.contains(&"en")) {
+                    problems.push(format!(
+                        "{file}:{}: НСтр without ru and en: {:?}",
+                        line(open),
+                        args[0]
+                    ));
+                }
+                translated += 1;
+                open..closing_paren(&code, open)
+            })
+            .collect();
+        for (pos, w) in words(&code) {
+            let statement_start = code[..pos].trim_end().is_empty()
+                || code[..pos].trim_end().ends_with(';')
+                || code[code[..pos].rfind('\n').map_or(0, |n| n + 1)..pos]
+                    .trim()
+                    .is_empty();
+            if !SINKS.contains(&w) || !statement_start {
+                continue;
+            }
+            let end = pos + code[pos..].find(';').unwrap_or(code.len() - pos);
+            let mut at = pos;
+            while let Some(q) = code[at..end].find('"') {
+                let start = at + q;
+                let close = start + 1 + code[start + 1..].find('"').unwrap();
+                let lit = literal(&code[start..=close], &lits).unwrap_or_default();
+                let exempt = nstr.iter().chain(&formats).any(|r| r.contains(&start));
+                if has_cyrillic(lit) && !exempt {
+                    problems.push(format!(
+                        "{file}:{}: {w} shows \"{lit}\" outside НСтр",
+                        line(pos)
+                    ));
+                }
+                at = close + 1;
+            }
+        }
+        for f in ["СтрНайти", "Найти", "СтрНачинаетсяС", "СтрЗаканчиваетсяНа"]
+        {
+            for open in calls_of(&code, f) {
+                let args = call_args(&code, open).join(", ");
+                if [
+                    "ОписаниеОшибки",
+                    "ПредставлениеОшибки",
+                    "ИнформацияОбОшибке",
+                ]
+                .iter()
+                .any(|e| args.contains(e))
+                {
+                    problems.push(format!(
+                        "{file}:{}: {f}({args}) matches an error text",
+                        line(open)
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(translated >= 30, "{translated}");
+}
+
+#[test]
+fn the_rule_checks_catch_mistakes() {
+    // Preprocessor and directives.
+    let common = Module::Common {
+        name: "М".into(),
+        client: true,
+        server: true,
+    };
+    let src = "#Если Клиент Тогда\nА();\n#ИначеЕсли НЕ (Сервер ИЛИ ВнешнееСоединение) Тогда\nБ();\n#Иначе\nВ();\n#КонецЕсли\n";
+    assert_eq!(compiled(src, &common, Ctx::Client).unwrap().trim(), "А();");
+    assert_eq!(compiled(src, &common, Ctx::Server).unwrap().trim(), "В();");
+    let form = "&НаКлиенте\nПерем К;\n&НаСервере\nПроцедура С()\n\tX();\nКонецПроцедуры\nПроцедура Б()\nКонецПроцедуры\n";
+    let client = compiled(form, &Module::Form, Ctx::Client).unwrap();
+    assert!(client.contains("Перем К") && !client.contains("X()") && !client.contains("Б()"));
+    let server = compiled(form, &Module::Form, Ctx::Server).unwrap();
+    assert!(!server.contains("Перем К") && server.contains("X()") && server.contains("Б()"));
+    // Calls, arguments, procedures, Попытка.
+    let (code, lits) = tokenize(
+        "Х = Р.Попытка;\nПопытка\n\tА(Б(1, 2), \"x, y\");\nИсключение\n\tА(3);\nКонецПопытки;\n\
+         Х.А(5);\nПроцедура П(Знач Р, С) Экспорт\nКонецПроцедуры\n",
+    );
+    let a = calls_of(&code, "А");
+    assert_eq!(a.len(), 2, "a member call Х.А(5) is not a call of А");
+    assert_eq!(call_args(&code, a[0]), ["Б(1, 2)", "\"0\""]);
+    assert_eq!(literal(&call_args(&code, a[0])[1], &lits), Some("x, y"));
+    assert!(inside_try(&code, a[0]) && !inside_try(&code, a[1]));
+    let p = &procedures(&code)[0];
+    assert_eq!(
+        (p.name.as_str(), p.params.clone(), p.export),
+        ("П", vec!["Р".to_owned(), "С".to_owned()], true)
+    );
+    // НСтр.
+    assert_eq!(
+        nstr_parts("ru = 'Клиент ''А'''; en = 'Client ''A'''"),
+        [
+            ("ru".to_owned(), "Клиент 'А'".to_owned()),
+            ("en".to_owned(), "Client 'A'".to_owned())
+        ]
+    );
 }
 
 // ---- the event parser of the common module ----------------------------------------------
@@ -570,11 +1492,12 @@ const FORM_OPTIONS: &str = r#"{"timeout_ms":5000,"ping_interval_ms":30000,"recon
 
 #[test]
 fn form_options_in_the_test_are_the_forms() {
-    let keys = option_keys(&bsl("ФормаЧата.bsl"), "Асинх Процедура Подключиться");
+    let keys = option_keys(&bsl("ФормаЧата.bsl"), "Функция ПараметрыПодключения");
     assert_eq!(keys, json_keys(FORM_OPTIONS));
 }
 
-/// The form's `Подключиться`, as far as setting up the object.
+/// The form's `ПодключитьсяПослеПодключенияКомпоненты` (the attach answered Истина), as far
+/// as setting up the object.
 fn form_client() -> Obj {
     let c = create_with("Client", HostOptions::default()); // a thin client: events delivered
     c.set("РежимДоставки", s("События")).unwrap();
@@ -854,10 +1777,9 @@ fn receive_server(srv: &Obj, timeout: i32) -> Option<(i64, Var)> {
         .then(|| (args[1].as_i64().unwrap(), args[2].clone()))
 }
 
-#[test]
-fn full_self_test() {
+/// `ВыполнитьПолноеТестированиеКомпоненты`, call for call, where the platform runs it as `app`.
+fn full_self_test(app: fn() -> HostOptions) {
     let _g = serial();
-    let app = HostOptions::default; // a thin client, where Авто would push
     let addr = "127.0.0.1";
 
     // ШАГ 0: the echo server.
@@ -875,9 +1797,13 @@ fn full_self_test() {
     client.call("Подключиться", &mut [s(&url)]).unwrap();
     assert_eq!(client.get("Статус").unwrap(), Var::I4(1));
     assert_eq!(client.get("Сервер").unwrap(), s(&url));
+    // A second Подключиться raises, and the connection stays: Статус, Сервер, and a described
+    // error (whatever the interface language: no text is compared).
     client.call("Подключиться", &mut [s(&url)]).unwrap_err();
+    assert_eq!(client.get("Статус").unwrap(), Var::I4(1));
+    assert_eq!(client.get("Сервер").unwrap(), s(&url));
     let text = client.call("ОписаниеОшибки", &mut []).unwrap();
-    assert!(text.as_str().unwrap().contains("Подключение уже выполнено"));
+    assert!(!text.as_str().unwrap().trim().is_empty());
 
     client.call("Отправить", &mut [s("ase1ЦУ")]).unwrap();
     let (id, data) = receive_server(&echo, 5000).expect("echo receives");
@@ -962,4 +1888,23 @@ fn full_self_test() {
     finish(c2);
     server.call_proc("Остановить", &mut []).unwrap();
     finish(server);
+}
+
+/// On a thin client, where `Авто` would push: the test sets `Опрос` itself.
+#[test]
+fn full_self_test_thin_client() {
+    full_self_test(HostOptions::default);
+}
+
+/// With an English interface: the add-in's error texts are English, and the test still
+/// passes (it compared the Russian text of "already connected" before).
+#[test]
+fn full_self_test_english_interface() {
+    full_self_test(HostOptions::english);
+}
+
+/// On the 1C server and in an external connection.
+#[test]
+fn full_self_test_server_context() {
+    full_self_test(HostOptions::server);
 }
