@@ -10,7 +10,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_socks::tcp::{Socks4Stream, Socks5Stream};
 
-use crate::error::{Error, ProxyError, ProxyFault, Result, SocketFailure, SocksReply};
+use crate::error::{
+    ConnectError, Error, ProxyError, ProxyFault, Result, SocketFailure, SocksReply,
+};
 use crate::net::options::{Proxy, ProxyKind};
 use crate::net::stream;
 
@@ -66,10 +68,16 @@ pub async fn connect(
                 .map_err(|e| socks_error(p, host, port, e))?
         }
         ProxyKind::Socks4 => {
-            let addr = tokio::net::lookup_host((host, port))
+            // SOCKS4 carries an IPv4 address only: the name is resolved here.
+            let addr = stream::resolve(host, port)
                 .await
-                .ok()
-                .and_then(|mut a| a.find(SocketAddr::is_ipv4))
+                .map_err(|_| {
+                    Error::Connect(ConnectError::Resolve {
+                        host: host.to_owned(),
+                    })
+                })?
+                .into_iter()
+                .find(SocketAddr::is_ipv4)
                 .ok_or_else(|| {
                     proxy_error(
                         p,
