@@ -2,13 +2,12 @@
 //! publishes to the hub and a writer that drains the command channel.
 
 use std::net::SocketAddr;
-
-use base64::Engine as _;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -862,6 +861,14 @@ mod tests {
         assert!(!t.tls);
         assert_eq!(t.port, 8080);
         assert_eq!(t.url, " WS://Host.Example:8080/a b/\"x\"/%41?q=a b ");
+        // What JSON or a filter expression puts in a query still makes a request.
+        for u in [
+            r#"ws://h/p?filter={"a":[1,2]}&x=a|b^c`d"#,
+            r#"ws://h/{a}/[b]/a|b^c`d\e"#,
+        ] {
+            let t = Target::parse(u).unwrap_or_else(|e| panic!("{u}: {e}"));
+            assert!(t.request.parse::<Uri>().is_ok(), "{}", t.request);
+        }
     }
 
     #[test]
@@ -1048,5 +1055,19 @@ mod tests {
         let addrs: Vec<SocketAddr> = tried.iter().map(|a| a.addr).collect();
         assert_eq!(addrs, vec![c1, c2]);
         assert!(tried.iter().all(|a| a.failure == SocketFailure::Refused));
+        // Across families, as for `localhost` = ::1 + 127.0.0.1 with a server on one only.
+        if let Ok(v6) = tokio::net::TcpListener::bind("[::1]:0").await {
+            let v6 = v6.local_addr().unwrap();
+            let refused_v4: SocketAddr = format!("127.0.0.1:{}", c1.port()).parse().unwrap();
+            let (_, peer) = stream::connect_any(&[refused_v4, v6], deadline)
+                .await
+                .unwrap();
+            assert_eq!(peer, v6);
+        }
+        // Nothing pending at the deadline is forgotten: it is listed as timed out.
+        let tried = stream::connect_any(&[c1], Instant::now())
+            .await
+            .unwrap_err();
+        assert_eq!(tried.len(), 1);
     }
 }
