@@ -124,6 +124,17 @@ pub enum Error {
         /// In English.
         en: String,
     },
+    /// A `ws://` / `wss://` address that cannot be used.
+    Address(AddressError),
+    /// No TCP connection to the server (DNS, refused, unreachable, timeout).
+    Connect(ConnectError),
+    /// The proxy could not open a tunnel to the server.
+    Proxy(ProxyError),
+    /// The server's answer to the WebSocket handshake cannot be accepted.
+    Handshake(HandshakeError),
+    /// A connect failure of a connection made with `tls.insecure`: the text of the inner
+    /// error followed by a warning that certificate checks were off.
+    Insecure(Box<Error>),
     /// The platform broke the Native API contract (no memory manager, a null array...).
     Platform {
         /// In Russian.
@@ -141,6 +152,304 @@ impl Error {
             en: en.into(),
         }
     }
+}
+
+/// Why an address passed to `Подключиться` was refused; each variant names the part that is
+/// wrong. `url` is the address as 1C code passed it (texts quote it bounded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddressError {
+    /// Not a URL at all (nothing that reads as `scheme://host`).
+    NotUrl {
+        /// The address.
+        url: String,
+    },
+    /// A scheme other than `ws` or `wss`.
+    Scheme {
+        /// The address.
+        url: String,
+        /// The scheme found, lower-cased.
+        scheme: String,
+    },
+    /// No host name.
+    NoHost {
+        /// The address.
+        url: String,
+    },
+    /// A host that is neither a valid (international) domain name nor an IP literal.
+    Host {
+        /// The address.
+        url: String,
+    },
+    /// A port that is not a whole number from 1 to 65535.
+    Port {
+        /// The address.
+        url: String,
+    },
+    /// A fragment (`#…`): WebSocket addresses have none (RFC 6455 §3).
+    Fragment {
+        /// The address.
+        url: String,
+    },
+    /// Path or query that no HTTP request line can carry.
+    Path {
+        /// The address.
+        url: String,
+    },
+}
+
+/// How one TCP connect attempt (or an established socket) failed, from `io::ErrorKind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SocketFailure {
+    /// Nothing listens there (RST on connect).
+    Refused,
+    /// No answer within the time allowed.
+    TimedOut,
+    /// No route to the host or its network.
+    Unreachable,
+    /// The local address cannot be used (for example no IPv6 on this machine).
+    AddressUnavailable,
+    /// The peer reset or closed the connection.
+    Reset,
+    /// Anything else, with the OS error number where there is one.
+    Other {
+        /// `errno` / `GetLastError`.
+        os_code: Option<i32>,
+    },
+}
+
+impl SocketFailure {
+    /// The failure an I/O error stands for (by its kind, never its text).
+    pub fn of(e: &std::io::Error) -> SocketFailure {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::ConnectionRefused => SocketFailure::Refused,
+            K::TimedOut => SocketFailure::TimedOut,
+            K::HostUnreachable | K::NetworkUnreachable => SocketFailure::Unreachable,
+            K::AddrNotAvailable => SocketFailure::AddressUnavailable,
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+                SocketFailure::Reset
+            }
+            _ => SocketFailure::Other {
+                os_code: e.raw_os_error(),
+            },
+        }
+    }
+}
+
+/// One TCP connect attempt that did not give a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// The address tried.
+    pub addr: std::net::SocketAddr,
+    /// How it failed (`TimedOut` when the time ran out while it was pending).
+    pub failure: SocketFailure,
+}
+
+/// The stage a connect had reached when `timeout_ms` ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectStage {
+    /// Resolving the host name.
+    Resolve,
+    /// Opening TCP connections.
+    Tcp,
+    /// Opening the proxy tunnel.
+    Proxy,
+    /// The TLS handshake.
+    Tls,
+    /// The WebSocket (HTTP) handshake.
+    Handshake,
+}
+
+/// Why no connection to the server was made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The host name did not resolve (DNS). `host` is the name asked for (punycode).
+    Resolve {
+        /// Host name.
+        host: String,
+    },
+    /// The name resolved to no address.
+    NoAddress {
+        /// Host name.
+        host: String,
+    },
+    /// Every address of the host failed; the attempts in the order they were made.
+    Tcp {
+        /// Host name or IP.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Each address tried and how it failed.
+        tried: Vec<Attempt>,
+    },
+    /// `timeout_ms` ran out at `stage`.
+    Timeout {
+        /// The address as passed.
+        url: String,
+        /// The bound, ms.
+        ms: u64,
+        /// Where the connect was.
+        stage: ConnectStage,
+    },
+    /// The host cannot be used as a TLS server name.
+    TlsName {
+        /// Host name.
+        host: String,
+    },
+}
+
+/// What a proxy did wrong, or said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProxyFault {
+    /// The proxy's own host name did not resolve.
+    Resolve,
+    /// No address of the proxy accepted a TCP connection.
+    Tcp {
+        /// Each address tried and how it failed.
+        tried: Vec<Attempt>,
+    },
+    /// User name or password refused.
+    WrongCredentials,
+    /// The proxy wants a user name and password and none were given.
+    CredentialsRequired,
+    /// The proxy hung up while checking the login (pproxy does on a wrong password).
+    HungUpOnLogin,
+    /// The proxy could not reach the target.
+    TargetUnreachable {
+        /// `host:port` asked for.
+        target: String,
+        /// Why, from the proxy's reply.
+        why: SocksReply,
+    },
+    /// An answer that is not SOCKS, or a SOCKS feature the proxy lacks.
+    Socks {
+        /// What was wrong.
+        why: SocksReply,
+    },
+    /// SOCKS4 needs an IPv4 address and the target has none.
+    NoIpv4 {
+        /// Target host.
+        host: String,
+    },
+    /// The connection to the proxy broke while opening the tunnel.
+    Lost {
+        /// How.
+        failure: SocketFailure,
+    },
+    /// The answer to CONNECT is longer than we read.
+    HeadTooLong,
+    /// The answer to CONNECT is not HTTP.
+    NotHttp {
+        /// Its first line.
+        status_line: String,
+    },
+    /// The proxy refused the tunnel with this HTTP status.
+    Refused {
+        /// `host:port` asked for.
+        target: String,
+        /// The status line.
+        status_line: String,
+    },
+}
+
+/// A SOCKS reply or protocol failure, from `tokio_socks::Error`'s variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SocksReply {
+    /// Connection refused by the target.
+    Refused,
+    /// Host unreachable.
+    HostUnreachable,
+    /// Network unreachable.
+    NetworkUnreachable,
+    /// General SOCKS server failure.
+    ServerFailure,
+    /// Not allowed by the proxy's rules.
+    NotAllowed,
+    /// TTL expired.
+    TtlExpired,
+    /// Command or address type not supported.
+    NotSupported,
+    /// The answer is not SOCKS of the expected version.
+    NotSocks,
+    /// The target address is not valid for SOCKS.
+    BadTarget,
+    /// Any other failure.
+    Other,
+}
+
+/// A proxy failure: which proxy (its URL without the password) and what happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyError {
+    /// The proxy, as `scheme://user:***@host:port`.
+    pub proxy: String,
+    /// What happened.
+    pub fault: ProxyFault,
+}
+
+/// What is wrong with the server's answer to the handshake (RFC 6455 §4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResponseFault {
+    /// Not an HTTP response.
+    NotHttp,
+    /// No `Upgrade: websocket`.
+    NoUpgrade,
+    /// No `Connection: Upgrade`.
+    NoConnectionUpgrade,
+    /// `Sec-WebSocket-Accept` does not match our key.
+    AcceptMismatch,
+    /// The response head is too large.
+    TooLarge,
+    /// The server hung up before the response was complete.
+    Incomplete,
+    /// Any other protocol violation.
+    Other,
+}
+
+/// Why the WebSocket handshake failed after TCP (and TLS) were up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The server answered with an HTTP status other than 101.
+    Status {
+        /// The status code.
+        code: u16,
+    },
+    /// None of the offered subprotocols was accepted.
+    NoSubprotocol,
+    /// The server chose a subprotocol that was not offered.
+    UnofferedSubprotocol,
+    /// The server accepted an extension that was not offered (`Sec-WebSocket-Extensions`).
+    UnofferedExtension {
+        /// The header's value.
+        extensions: String,
+    },
+    /// The answer violates the protocol.
+    BadResponse {
+        /// How.
+        fault: ResponseFault,
+    },
+    /// The connection broke during the handshake.
+    Lost {
+        /// How.
+        failure: SocketFailure,
+    },
+    /// A header of the `headers` option that HTTP cannot carry.
+    RequestHeader {
+        /// The header name.
+        name: String,
+    },
+    /// The `subprotocols` option cannot be sent as a header.
+    Subprotocols {
+        /// The list.
+        list: String,
+    },
 }
 
 /// Failures of the client object's own calls (the connection's are in other areas).

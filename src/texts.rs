@@ -6,7 +6,10 @@
 //! language of the interface only (no Russian words in an English text and the reverse), no
 //! internal type names or `Debug` output, and input quoted at most [`QUOTE_LIMIT`] characters.
 
-use crate::error::{ClientError, Error, ServerError};
+use crate::error::{
+    AddressError, Attempt, ClientError, ConnectError, ConnectStage, Error, HandshakeError,
+    ProxyError, ProxyFault, ResponseFault, ServerError, SocketFailure, SocksReply,
+};
 use crate::lang::Lang;
 
 /// How many characters of user input an error text quotes at most.
@@ -197,7 +200,424 @@ impl Error {
                 ru: text_ru,
                 en: text_en,
             } => lang.pick(text_ru, text_en).to_owned(),
+            Error::Address(e) => address_text(e, lang),
+            Error::Connect(e) => connect_text(e, lang),
+            Error::Proxy(e) => proxy_text(e, lang),
+            Error::Handshake(e) => handshake_text(e, lang),
+            Error::Insecure(inner) => {
+                let note = lang.pick(
+                    " (внимание: проверка сертификата сервера отключена, tls.insecure)",
+                    " (warning: server certificate verification is off, tls.insecure)",
+                );
+                inner.text(lang) + note
+            }
         }
+    }
+}
+
+fn address_text(e: &AddressError, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    let (url, why_ru, why_en) = match e {
+        AddressError::NotUrl { url } => (
+            url,
+            "это не адрес вида ws://узел:порт/путь".to_owned(),
+            "not an address of the form ws://host:port/path".to_owned(),
+        ),
+        AddressError::Scheme { url, scheme } => (
+            url,
+            format!(
+                "схема «{}» не поддерживается, ожидается ws:// или wss://",
+                quote(scheme)
+            ),
+            format!(
+                "scheme \"{}\" is not supported, expected a ws:// or wss:// scheme",
+                quote(scheme)
+            ),
+        ),
+        AddressError::NoHost { url } => (
+            url,
+            "не указано имя узла (хост)".to_owned(),
+            "the host name is missing".to_owned(),
+        ),
+        AddressError::Host { url } => (
+            url,
+            "недопустимое имя узла (хост): ни доменное имя, ни IP-адрес (IPv6 пишется в скобках: ws://[::1]:8080/)".to_owned(),
+            "invalid host: neither a domain name nor an IP address (write IPv6 in brackets: ws://[::1]:8080/)".to_owned(),
+        ),
+        AddressError::Port { url } => (
+            url,
+            "недопустимый порт: ожидается целое число от 1 до 65535".to_owned(),
+            "invalid port: expected a whole number from 1 to 65535".to_owned(),
+        ),
+        AddressError::Fragment { url } => (
+            url,
+            "у адреса WebSocket не бывает фрагмента «#…» (символ # в пути или параметрах запишите как %23)".to_owned(),
+            "a WebSocket address has no fragment \"#…\" (write a # in the path or query as %23)".to_owned(),
+        ),
+        AddressError::Path { url } => (
+            url,
+            "путь или параметры запроса содержат недопустимые символы".to_owned(),
+            "the path or query contains characters a request cannot carry".to_owned(),
+        ),
+    };
+    if ru {
+        format!("Неверный адрес сервера «{}»: {why_ru}", quote(url))
+    } else {
+        format!("Invalid server address \"{}\": {why_en}", quote(url))
+    }
+}
+
+fn socket_failure_text(f: SocketFailure, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    match f {
+        SocketFailure::Refused => lang
+            .pick("отказ (порт закрыт)", "refused (nothing listens there)")
+            .to_owned(),
+        SocketFailure::TimedOut => lang.pick("нет ответа", "no answer").to_owned(),
+        SocketFailure::Unreachable => lang.pick("узел недоступен", "unreachable").to_owned(),
+        SocketFailure::AddressUnavailable => lang
+            .pick(
+                "адрес недоступен с этого компьютера",
+                "address not available from this machine",
+            )
+            .to_owned(),
+        SocketFailure::Reset => lang
+            .pick("соединение разорвано", "connection reset")
+            .to_owned(),
+        SocketFailure::Other { os_code: Some(n) } => {
+            if ru {
+                format!("ошибка ОС {n}")
+            } else {
+                format!("OS error {n}")
+            }
+        }
+        SocketFailure::Other { os_code: None } => lang.pick("ошибка", "failed").to_owned(),
+    }
+}
+
+/// `addr: why; addr: why`, every attempt in order.
+fn attempts_text(tried: &[Attempt], lang: Lang) -> String {
+    let list: Vec<String> = tried
+        .iter()
+        .map(|a| format!("{} — {}", a.addr, socket_failure_text(a.failure, lang)))
+        .collect();
+    list.join("; ")
+}
+
+fn connect_text(e: &ConnectError, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    match e {
+        ConnectError::Resolve { host } => {
+            if ru {
+                format!(
+                    "Не удалось найти адрес узла «{}» (DNS): проверьте имя сервера и доступ к DNS",
+                    quote(host)
+                )
+            } else {
+                format!(
+                    "Cannot resolve host \"{}\" (DNS): check the server name and DNS access",
+                    quote(host)
+                )
+            }
+        }
+        ConnectError::NoAddress { host } => {
+            if ru {
+                format!("Для узла «{}» DNS не вернул ни одного адреса", quote(host))
+            } else {
+                format!("DNS returned no address for host \"{}\"", quote(host))
+            }
+        }
+        ConnectError::Tcp { host, port, tried } => {
+            let all_refused = tried.iter().all(|a| a.failure == SocketFailure::Refused);
+            let list = attempts_text(tried, lang);
+            match (ru, all_refused) {
+                (true, true) => format!(
+                    "Сервер {}:{port} отклонил подключение (порт закрыт); проверены адреса: {list}",
+                    quote(host)
+                ),
+                (false, true) => format!(
+                    "{}:{port} refused the connection (nothing listens there); addresses tried: {list}",
+                    quote(host)
+                ),
+                (true, false) => format!(
+                    "Не удалось подключиться к {}:{port}; проверены адреса: {list}",
+                    quote(host)
+                ),
+                (false, false) => format!(
+                    "Cannot connect to {}:{port}; addresses tried: {list}",
+                    quote(host)
+                ),
+            }
+        }
+        ConnectError::Timeout { url, ms, stage } => {
+            let (st_ru, st_en) = match stage {
+                ConnectStage::Resolve => ("поиск адреса узла (DNS)", "resolving the host name"),
+                ConnectStage::Tcp => ("подключение TCP", "the TCP connect"),
+                ConnectStage::Proxy => ("туннель через прокси", "the proxy tunnel"),
+                ConnectStage::Tls => ("рукопожатие TLS", "the TLS handshake"),
+                ConnectStage::Handshake => ("рукопожатие WebSocket", "the WebSocket handshake"),
+            };
+            if ru {
+                format!(
+                    "Превышено время ожидания подключения к {} ({ms} мс, timeout_ms), этап: {st_ru}",
+                    quote(url)
+                )
+            } else {
+                format!(
+                    "Timed out connecting to {} ({ms} ms, timeout_ms), during {st_en}",
+                    quote(url)
+                )
+            }
+        }
+        ConnectError::TlsName { host } => {
+            if ru {
+                format!(
+                    "Имя узла «{}» нельзя использовать для проверки сертификата TLS",
+                    quote(host)
+                )
+            } else {
+                format!(
+                    "Host name \"{}\" cannot be used to check a TLS certificate",
+                    quote(host)
+                )
+            }
+        }
+    }
+}
+
+fn socks_reply_text(r: SocksReply, lang: Lang) -> &'static str {
+    match r {
+        SocksReply::Refused => lang.pick("отказ в подключении", "connection refused"),
+        SocksReply::HostUnreachable => lang.pick("узел недоступен", "host unreachable"),
+        SocksReply::NetworkUnreachable => lang.pick("сеть недоступна", "network unreachable"),
+        SocksReply::ServerFailure => lang.pick("сбой прокси-сервера", "proxy server failure"),
+        SocksReply::NotAllowed => lang.pick(
+            "запрещено правилами прокси",
+            "not allowed by the proxy's rules",
+        ),
+        SocksReply::TtlExpired => lang.pick("истёк TTL", "TTL expired"),
+        SocksReply::NotSupported => lang.pick(
+            "команда или тип адреса не поддерживается прокси",
+            "command or address type not supported by the proxy",
+        ),
+        SocksReply::NotSocks => lang.pick(
+            "ответ не похож на SOCKS этой версии (проверьте схему адреса прокси)",
+            "the answer is not SOCKS of this version (check the proxy URL's scheme)",
+        ),
+        SocksReply::BadTarget => lang.pick(
+            "адрес назначения недопустим для SOCKS",
+            "the target address is not valid for SOCKS",
+        ),
+        SocksReply::Other => lang.pick("ошибка протокола SOCKS", "SOCKS protocol error"),
+    }
+}
+
+fn proxy_text(e: &ProxyError, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    let why = match &e.fault {
+        ProxyFault::Resolve => lang
+            .pick(
+                "не удалось найти адрес прокси-сервера (DNS)",
+                "cannot resolve the proxy's host name (DNS)",
+            )
+            .to_owned(),
+        ProxyFault::Tcp { tried } => {
+            let list = attempts_text(tried, lang);
+            if ru {
+                format!("не удалось подключиться к прокси; проверены адреса: {list}")
+            } else {
+                format!("cannot connect to the proxy; addresses tried: {list}")
+            }
+        }
+        ProxyFault::WrongCredentials => lang
+            .pick(
+                "неверный логин или пароль прокси",
+                "wrong proxy user name or password",
+            )
+            .to_owned(),
+        ProxyFault::CredentialsRequired => lang
+            .pick(
+                "прокси требует авторизацию: укажите логин и пароль в адресе (http://логин:пароль@узел:порт)",
+                "the proxy requires authentication: give user and password in its URL (http://user:pass@host:port)",
+            )
+            .to_owned(),
+        ProxyFault::HungUpOnLogin => lang
+            .pick(
+                "прокси закрыл соединение при проверке логина: вероятно, неверный логин или пароль прокси",
+                "the proxy hung up while checking the login: probably a wrong proxy user name or password",
+            )
+            .to_owned(),
+        ProxyFault::TargetUnreachable { target, why } => {
+            let why = socks_reply_text(*why, lang);
+            if ru {
+                format!("не удалось подключиться к {}: {why}", quote(target))
+            } else {
+                format!("cannot reach {}: {why}", quote(target))
+            }
+        }
+        ProxyFault::Socks { why } => socks_reply_text(*why, lang).to_owned(),
+        ProxyFault::NoIpv4 { host } => {
+            if ru {
+                format!(
+                    "SOCKS4 требует IPv4-адрес, а узел «{}» его не имеет (используйте socks5://)",
+                    quote(host)
+                )
+            } else {
+                format!(
+                    "SOCKS4 needs an IPv4 address and \"{}\" has none (use socks5://)",
+                    quote(host)
+                )
+            }
+        }
+        ProxyFault::Lost { failure } => {
+            let f = socket_failure_text(*failure, lang);
+            if ru {
+                format!("обрыв связи при установке туннеля: {f}")
+            } else {
+                format!("connection lost while opening the tunnel: {f}")
+            }
+        }
+        ProxyFault::HeadTooLong => lang
+            .pick(
+                "слишком длинный ответ на CONNECT",
+                "the answer to CONNECT is too long",
+            )
+            .to_owned(),
+        ProxyFault::NotHttp { status_line } => {
+            if ru {
+                format!("это не HTTP-прокси (ответ «{}»)", quote(status_line))
+            } else {
+                format!("not an HTTP proxy (answer \"{}\")", quote(status_line))
+            }
+        }
+        ProxyFault::Refused {
+            target,
+            status_line,
+        } => {
+            if ru {
+                format!(
+                    "отказ в туннеле к {}: «{}»",
+                    quote(target),
+                    quote(status_line)
+                )
+            } else {
+                format!(
+                    "refused the tunnel to {}: \"{}\"",
+                    quote(target),
+                    quote(status_line)
+                )
+            }
+        }
+    };
+    if ru {
+        format!("Прокси-сервер {}: {why}", quote(&e.proxy))
+    } else {
+        format!("Proxy {}: {why}", quote(&e.proxy))
+    }
+}
+
+fn handshake_text(e: &HandshakeError, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    let why = match e {
+        HandshakeError::Status { code } => {
+            return if ru {
+                format!("Сервер отклонил рукопожатие WebSocket: HTTP {code}")
+            } else {
+                format!("The server refused the WebSocket handshake: HTTP {code}")
+            };
+        }
+        HandshakeError::NoSubprotocol => lang
+            .pick(
+                "сервер не выбрал ни один из предложенных подпротоколов (subprotocols)",
+                "the server accepted none of the offered subprotocols (subprotocols)",
+            )
+            .to_owned(),
+        HandshakeError::UnofferedSubprotocol => lang
+            .pick(
+                "сервер выбрал подпротокол, который не предлагался",
+                "the server chose a subprotocol that was not offered",
+            )
+            .to_owned(),
+        HandshakeError::UnofferedExtension { extensions } => {
+            if ru {
+                format!(
+                    "сервер включил расширение «{}», которое не предлагалось (RFC 6455 §4.1): соединение разорвано",
+                    quote(extensions)
+                )
+            } else {
+                format!(
+                    "the server enabled extension \"{}\", which was not offered (RFC 6455 §4.1): connection dropped",
+                    quote(extensions)
+                )
+            }
+        }
+        HandshakeError::BadResponse { fault } => {
+            let (f_ru, f_en) = match fault {
+                ResponseFault::NotHttp => ("ответ не HTTP", "the answer is not HTTP"),
+                ResponseFault::NoUpgrade => (
+                    "нет заголовка Upgrade: websocket",
+                    "no Upgrade: websocket header",
+                ),
+                ResponseFault::NoConnectionUpgrade => (
+                    "нет заголовка Connection: Upgrade",
+                    "no Connection: Upgrade header",
+                ),
+                ResponseFault::AcceptMismatch => (
+                    "неверный Sec-WebSocket-Accept",
+                    "wrong Sec-WebSocket-Accept",
+                ),
+                ResponseFault::TooLarge => (
+                    "слишком большой заголовок ответа",
+                    "the response head is too large",
+                ),
+                ResponseFault::Incomplete => (
+                    "сервер закрыл соединение, не ответив полностью",
+                    "the server hung up before answering completely",
+                ),
+                ResponseFault::Other => (
+                    "ответ нарушает протокол",
+                    "the answer violates the protocol",
+                ),
+            };
+            if ru {
+                format!("неверный ответ сервера: {f_ru} (это сервер WebSocket?)")
+            } else {
+                format!("invalid answer from the server: {f_en} (is it a WebSocket server?)")
+            }
+        }
+        HandshakeError::Lost { failure } => {
+            let f = socket_failure_text(*failure, lang);
+            if ru {
+                format!("обрыв связи: {f}")
+            } else {
+                format!("connection lost: {f}")
+            }
+        }
+        HandshakeError::RequestHeader { name } => {
+            return if ru {
+                format!(
+                    "Недопустимый заголовок «{}» (headers): имя и значение — только символы ASCII",
+                    quote(name)
+                )
+            } else {
+                format!(
+                    "Invalid header \"{}\" (headers): name and value must be ASCII",
+                    quote(name)
+                )
+            };
+        }
+        HandshakeError::Subprotocols { list } => {
+            return if ru {
+                format!("Недопустимый список подпротоколов «{}»", quote(list))
+            } else {
+                format!("Invalid subprotocol list \"{}\"", quote(list))
+            };
+        }
+    };
+    if ru {
+        format!("Ошибка рукопожатия WebSocket: {why}")
+    } else {
+        format!("WebSocket handshake failed: {why}")
     }
 }
 

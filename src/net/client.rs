@@ -7,20 +7,27 @@ use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::{ProtocolError, SubProtocolError};
-use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
+use tokio_tungstenite::tungstenite::http::header::{
+    AUTHORIZATION, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL,
+};
+use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::error::{Error, Result};
+use crate::error::{
+    AddressError, ConnectError, ConnectStage, Error, HandshakeError, ResponseFault, Result,
+    SocketFailure,
+};
 use crate::event::{Event, EventKind};
 use crate::hub::Hub;
 use crate::lang::Lang;
@@ -29,7 +36,7 @@ use crate::net::Command;
 use crate::net::conn::{End, Pump};
 use crate::net::options::{ClientOptions, Reconnect};
 use crate::net::proxy;
-use crate::net::stream::MaybeTls;
+use crate::net::stream::{self, MaybeTls};
 use crate::tls;
 
 /// `Статус`: -1 error, 0 not connected, 1 connected.
@@ -42,67 +49,107 @@ pub const STATUS_OPEN: i32 = 1;
 pub const STATUS_RECONNECTING: i32 = 2;
 
 /// A parsed `ws://` / `wss://` address.
-#[derive(Clone, Debug)]
+///
+/// Parsed by the `url` crate (WHATWG rules, as a browser's `new WebSocket(url)`): the scheme
+/// is case-insensitive, an international host name becomes punycode (IDNA), non-ASCII and
+/// unsafe characters of path and query are percent-encoded (what is already encoded stays),
+/// `user:password@` becomes HTTP Basic authorization, IPv6 literals go in brackets.
+#[derive(Clone)]
 pub struct Target {
-    /// The address as given.
+    /// The address exactly as 1C code passed it (`Сервер` reads it back).
     pub url: String,
+    /// The address sent in the request: ASCII, without user and password.
+    pub request: String,
     /// `wss://`.
     pub tls: bool,
-    /// Host name or IP (IPv6 without brackets).
+    /// Host name (punycode) or IP (IPv6 without brackets).
     pub host: String,
     /// Port (80 / 443 by default).
     pub port: u16,
-    /// Path and query.
+    /// Path and query, percent-encoded.
     pub path: String,
+    /// `Authorization` header value from `user:password@`, if any.
+    basic_auth: Option<String>,
+}
+
+impl std::fmt::Debug for Target {
+    // Never prints the credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.request)
+    }
 }
 
 impl Target {
-    /// Parses and checks an address.
+    /// Parses and checks an address; the error names the part that is wrong.
     pub fn parse(url: &str) -> Result<Target> {
-        let bad = |why_ru: &str, why_en: &str| {
-            Error::net(
-                format!("Неверный адрес сервера «{url}»: {why_ru}"),
-                format!("Invalid server address \"{url}\": {why_en}"),
-            )
-        };
-        if !url.is_ascii() {
-            return Err(bad(
-                "адрес содержит символы не ASCII (домен в кириллице укажите в punycode: xn--…)",
-                "the address has non-ASCII characters (give an internationalised domain in punycode: xn--…)",
-            ));
-        }
-        let uri: Uri = url
-            .trim()
-            .parse()
-            .map_err(|_| bad("это не URL", "not a URL"))?;
-        let tls = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
-            Some("ws") => false,
-            Some("wss") => true,
-            _ => {
-                return Err(bad(
-                    "ожидается схема ws:// или wss://",
-                    "expected a ws:// or wss:// scheme",
-                ));
+        use url::ParseError as P;
+        let given = || url.to_owned();
+        let parsed = url::Url::parse(url).map_err(|e| {
+            Error::Address(match e {
+                P::EmptyHost => AddressError::NoHost { url: given() },
+                P::InvalidPort => AddressError::Port { url: given() },
+                P::IdnaError
+                | P::InvalidDomainCharacter
+                | P::InvalidIpv4Address
+                | P::InvalidIpv6Address => AddressError::Host { url: given() },
+                _ => AddressError::NotUrl { url: given() },
+            })
+        })?;
+        let tls = match parsed.scheme() {
+            "ws" => false,
+            "wss" => true,
+            other => {
+                return Err(Error::Address(AddressError::Scheme {
+                    url: given(),
+                    scheme: other.to_owned(),
+                }));
             }
         };
-        let host = uri
-            .host()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("нет имени хоста", "no host"))?;
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let path = uri
-            .path_and_query()
-            .map_or("/".to_owned(), |p| p.as_str().to_owned());
+        let host = match parsed.host() {
+            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            _ => return Err(Error::Address(AddressError::NoHost { url: given() })),
+        };
+        let port = match parsed.port_or_known_default() {
+            Some(0) | None => return Err(Error::Address(AddressError::Port { url: given() })),
+            Some(p) => p,
+        };
+        if parsed.fragment().is_some() {
+            return Err(Error::Address(AddressError::Fragment { url: given() }));
+        }
+        let basic_auth =
+            (!parsed.username().is_empty() || parsed.password().is_some()).then(|| {
+                let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+                let mut pair = decode(parsed.username());
+                pair.push(b':');
+                pair.extend(decode(parsed.password().unwrap_or("")));
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )
+            });
+        let mut request = parsed.clone();
+        // Both only fail on URLs that cannot have credentials, which ws/wss ones can.
+        let _ = request.set_username("");
+        let _ = request.set_password(None);
+        let path = match request.query() {
+            Some(q) => format!("{}?{q}", request.path()),
+            None => request.path().to_owned(),
+        };
+        let request = String::from(request);
+        // tungstenite builds its request from an `http::Uri`: refuse here what it would.
+        if request.parse::<Uri>().is_err() {
+            return Err(Error::Address(AddressError::Path { url: given() }));
+        }
         Ok(Target {
-            url: url.trim().to_owned(),
+            url: given(),
+            request,
             tls,
             host,
             port,
             path,
+            basic_auth,
         })
     }
 }
@@ -154,35 +201,6 @@ impl Shared {
 }
 
 type Ws = WebSocketStream<MaybeTls>;
-
-fn connect_error(t: &Target, e: &std::io::Error) -> Error {
-    let text = e.to_string();
-    if e.kind() == std::io::ErrorKind::ConnectionRefused {
-        Error::net(
-            format!(
-                "Сервер {}:{} отклонил подключение (порт закрыт): {text}",
-                t.host, t.port
-            ),
-            format!(
-                "{}:{} refused the connection (nothing listens there): {text}",
-                t.host, t.port
-            ),
-        )
-    } else if text.contains("lookup")
-        || text.contains("resolve")
-        || text.contains("Name or service")
-    {
-        Error::net(
-            format!("Не удалось найти адрес узла «{}» (DNS): {text}", t.host),
-            format!("Cannot resolve host \"{}\" (DNS): {text}", t.host),
-        )
-    } else {
-        Error::net(
-            format!("Не удалось подключиться к {}:{}: {text}", t.host, t.port),
-            format!("Cannot connect to {}:{}: {text}", t.host, t.port),
-        )
-    }
-}
 
 /// Whether `e` means the server wants (another) client certificate: one of its alerts that
 /// say so, or any failure after it asked for a certificate we did not have (under TLS 1.3
@@ -258,45 +276,44 @@ fn tls_error(t: &Target, e: &std::io::Error, auth: &tls::ClientAuth) -> Error {
 }
 
 fn handshake_error(t: &Target, e: WsError, auth: Option<&tls::ClientAuth>) -> Error {
-    match e {
+    let fault = |fault| HandshakeError::BadResponse { fault };
+    let h = match e {
         // TLS 1.3: the server checks the client certificate after the handshake, so its
         // refusal arrives while we read the HTTP answer.
-        WsError::Io(io) if client_cert_refused(&io, auth) => client_cert_error(t, &io),
-        WsError::Http(resp) => {
-            let s = resp.status();
-            let reason = s.canonical_reason().unwrap_or("");
-            Error::net(
-                format!(
-                    "Сервер отклонил рукопожатие WebSocket: HTTP {} {reason}",
-                    s.as_u16()
-                ),
-                format!(
-                    "The server refused the WebSocket handshake: HTTP {} {reason}",
-                    s.as_u16()
-                ),
-            )
+        WsError::Io(io) if client_cert_refused(&io, auth) => return client_cert_error(t, &io),
+        WsError::Io(io) => HandshakeError::Lost {
+            failure: SocketFailure::of(&io),
+        },
+        WsError::ConnectionClosed | WsError::AlreadyClosed => HandshakeError::Lost {
+            failure: SocketFailure::Reset,
+        },
+        WsError::Http(resp) => HandshakeError::Status {
+            code: resp.status().as_u16(),
+        },
+        WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(sub)) => match sub {
+            SubProtocolError::NoSubProtocol => HandshakeError::NoSubprotocol,
+            _ => HandshakeError::UnofferedSubprotocol,
+        },
+        WsError::Protocol(p) => fault(match p {
+            ProtocolError::MissingConnectionUpgradeHeader => ResponseFault::NoConnectionUpgrade,
+            ProtocolError::MissingUpgradeWebSocketHeader => ResponseFault::NoUpgrade,
+            ProtocolError::SecWebSocketAcceptKeyMismatch => ResponseFault::AcceptMismatch,
+            ProtocolError::HandshakeIncomplete => ResponseFault::Incomplete,
+            ProtocolError::HttparseError(_) | ProtocolError::WrongHttpVersion => {
+                ResponseFault::NotHttp
+            }
+            _ => ResponseFault::Other,
+        }),
+        WsError::HttpFormat(_) => fault(ResponseFault::NotHttp),
+        WsError::Capacity(_) => fault(ResponseFault::TooLarge),
+        // The request URL was checked by `Target::parse`; should tungstenite still refuse
+        // it, the path is what it refused.
+        WsError::Url(_) => {
+            return Error::Address(AddressError::Path { url: t.url.clone() });
         }
-        WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(sub)) => {
-            let (ru, en) = match sub {
-                SubProtocolError::NoSubProtocol => (
-                    "сервер не выбрал ни один из предложенных подпротоколов (subprotocols)",
-                    "the server accepted none of the offered subprotocols (subprotocols)",
-                ),
-                _ => (
-                    "сервер выбрал подпротокол, который не предлагался",
-                    "the server chose a subprotocol that was not offered",
-                ),
-            };
-            Error::net(
-                format!("Ошибка рукопожатия WebSocket: {ru}"),
-                format!("WebSocket handshake failed: {en}"),
-            )
-        }
-        other => Error::net(
-            format!("Ошибка рукопожатия WebSocket: {other}"),
-            format!("WebSocket handshake failed: {other}"),
-        ),
-    }
+        _ => fault(ResponseFault::Other),
+    };
+    Error::Handshake(h)
 }
 
 /// What one successful connect gives.
@@ -304,68 +321,82 @@ struct Established {
     ws: Ws,
     peer: SocketAddr,
     subprotocol: String,
+    /// Response headers for the Open event.
+    headers: Vec<(String, String)>,
 }
 
-/// TCP to the target (directly, trying each resolved address, or through the proxy).
-async fn open_tcp(t: &Target, o: &ClientOptions, log: &Log) -> Result<(TcpStream, SocketAddr)> {
-    let tcp = match &o.proxy {
+/// TCP to the target (directly, trying each resolved address, or through the proxy),
+/// before `deadline`; `stage` follows the progress for the timeout's text.
+async fn open_tcp(
+    t: &Target,
+    o: &ClientOptions,
+    log: &Log,
+    deadline: Instant,
+    stage: &mut ConnectStage,
+) -> Result<(TcpStream, SocketAddr)> {
+    let (tcp, peer) = match &o.proxy {
         Some(p) => {
+            *stage = ConnectStage::Proxy;
             log.write(Level::Info, || {
                 format!("proxy {}: tunnel to {}:{}", p.display(), t.host, t.port)
             });
-            let tcp = proxy::connect(p, &t.host, t.port).await?;
+            let (tcp, peer) = proxy::connect(p, &t.host, t.port, deadline).await?;
             log.write(Level::Info, || {
                 format!("proxy {}: tunnel open", p.display())
             });
-            tcp
+            (tcp, peer)
         }
         None => {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((t.host.as_str(), t.port))
-                .await
-                .map_err(|e| connect_error(t, &e))?
-                .collect();
+            *stage = ConnectStage::Resolve;
+            let addrs = stream::resolve(&t.host, t.port).await.map_err(|e| {
+                log.write(Level::Error, || format!("resolve {} failed: {e}", t.host));
+                Error::Connect(ConnectError::Resolve {
+                    host: t.host.clone(),
+                })
+            })?;
+            if addrs.is_empty() {
+                return Err(Error::Connect(ConnectError::NoAddress {
+                    host: t.host.clone(),
+                }));
+            }
             log.write(Level::Info, || {
                 let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
                 format!("resolved {} to {}", t.host, list.join(", "))
             });
-            let mut last = None;
-            let mut found = None;
-            for a in &addrs {
-                match TcpStream::connect(a).await {
-                    Ok(s) => {
-                        found = Some(s);
-                        break;
-                    }
-                    Err(e) => last = Some(e),
-                }
-            }
-            match (found, last) {
-                (Some(s), _) => s,
-                (None, Some(e)) => return Err(connect_error(t, &e)),
-                (None, None) => {
-                    let e = std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses");
-                    return Err(connect_error(t, &e));
-                }
-            }
+            *stage = ConnectStage::Tcp;
+            stream::connect_any(&addrs, deadline)
+                .await
+                .map_err(|tried| {
+                    Error::Connect(ConnectError::Tcp {
+                        host: t.host.clone(),
+                        port: t.port,
+                        tried,
+                    })
+                })?
         }
     };
     let _ = tcp.set_nodelay(true);
-    let peer = tcp.peer_addr().map_err(|e| connect_error(t, &e))?;
     log.write(Level::Info, || format!("tcp connected to {peer}"));
     Ok((tcp, peer))
 }
 
-async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Established> {
-    let (tcp, peer) = open_tcp(t, o, log).await?;
+async fn establish(
+    t: &Target,
+    o: &ClientOptions,
+    log: &Log,
+    deadline: Instant,
+    stage: &mut ConnectStage,
+) -> Result<Established> {
+    let (tcp, peer) = open_tcp(t, o, log, deadline, stage).await?;
     let mut auth = None;
     let stream = if t.tls {
+        *stage = ConnectStage::Tls;
         let (config, a) = tls::client_config(&o.tls)?;
         auth = Some(a.clone());
         let name = ServerName::try_from(t.host.clone()).map_err(|_| {
-            Error::net(
-                format!("Неверное имя узла «{}»", t.host),
-                format!("Invalid host name \"{}\"", t.host),
-            )
+            Error::Connect(ConnectError::TlsName {
+                host: t.host.clone(),
+            })
         })?;
         let tls = TlsConnector::from(config)
             .connect(name, tcp)
@@ -395,8 +426,9 @@ async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Establish
     } else {
         MaybeTls::Plain(tcp)
     };
+    *stage = ConnectStage::Handshake;
     let mut req = t
-        .url
+        .request
         .as_str()
         .into_client_request()
         .map_err(|e| handshake_error(t, e, None))?;
@@ -404,21 +436,23 @@ async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Establish
         let name = HeaderName::from_bytes(k.as_bytes());
         let value = HeaderValue::from_str(v);
         let (Ok(name), Ok(value)) = (name, value) else {
-            return Err(Error::net(
-                format!("Недопустимый заголовок «{k}»"),
-                format!("Invalid header \"{k}\""),
-            ));
+            return Err(Error::Handshake(HandshakeError::RequestHeader {
+                name: k.clone(),
+            }));
         };
         req.headers_mut().append(name, value);
     }
+    // user:password@ in the address, unless the headers option sets its own.
+    if let Some(basic) = &t.basic_auth
+        && !req.headers().contains_key(AUTHORIZATION)
+        && let Ok(v) = HeaderValue::from_str(basic)
+    {
+        req.headers_mut().insert(AUTHORIZATION, v);
+    }
     if !o.subprotocols.is_empty() {
         let list = o.subprotocols.join(", ");
-        let value = HeaderValue::from_str(&list).map_err(|_| {
-            Error::net(
-                format!("Недопустимый список подпротоколов «{list}»"),
-                format!("Invalid subprotocol list \"{list}\""),
-            )
-        })?;
+        let value = HeaderValue::from_str(&list)
+            .map_err(|_| Error::Handshake(HandshakeError::Subprotocols { list: list.clone() }))?;
         req.headers_mut().insert(SEC_WEBSOCKET_PROTOCOL, value);
     }
     let (ws, resp) =
@@ -440,6 +474,14 @@ async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Establish
             headers.join("; ")
         )
     });
+    // RFC 6455 §4.1: an extension the client did not offer fails the connection. We offer
+    // none (tungstenite has no permessage-deflate), so any is one we did not offer.
+    let extensions = header_values(resp.headers(), &SEC_WEBSOCKET_EXTENSIONS);
+    if !extensions.trim().is_empty() {
+        return Err(Error::Handshake(HandshakeError::UnofferedExtension {
+            extensions,
+        }));
+    }
     let subprotocol = resp
         .headers()
         .get(SEC_WEBSOCKET_PROTOCOL)
@@ -451,36 +493,57 @@ async fn establish(t: &Target, o: &ClientOptions, log: &Log) -> Result<Establish
         ws,
         peer,
         subprotocol,
+        headers: response_headers(resp.headers()),
     })
+}
+
+/// Every value of header `name`, joined by ", " (RFC 9110 §5.3), as text.
+fn header_values(h: &HeaderMap, name: &HeaderName) -> String {
+    let values: Vec<String> = h
+        .get_all(name)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    values.join(", ")
+}
+
+/// The response headers for the Open event: each name once, in the order first received,
+/// repeated headers joined by ", ".
+///
+/// Names are lower-case: the `http` crate keeps no other case, and HTTP names are
+/// case-insensitive (the server's Open event has them the same way).
+fn response_headers(h: &HeaderMap) -> Vec<(String, String)> {
+    h.keys()
+        .map(|k| (k.as_str().to_owned(), header_values(h, k)))
+        .collect()
 }
 
 /// One connect within `timeout_ms`; the error says it was insecure when it was.
 async fn establish_bounded(t: &Target, o: &ClientOptions, log: &Log) -> Result<Established> {
-    let r = match tokio::time::timeout(o.timeout, establish(t, o, log)).await {
-        Ok(r) => r,
-        Err(_) => {
-            let ms = o.timeout.as_millis();
-            Err(Error::net(
-                format!("Превышено время ожидания подключения к {} ({ms} мс)", t.url),
-                format!("Timed out connecting to {} ({ms} ms)", t.url),
-            ))
-        }
-    };
+    let deadline = Instant::now() + o.timeout;
+    let mut stage = ConnectStage::Resolve;
+    // The inner steps that wait on the network (the TCP attempts) stop at the same
+    // deadline with their own, more precise error; this bound catches the rest.
+    let r = tokio::time::timeout_at(deadline, establish(t, o, log, deadline, &mut stage)).await;
+    let r = r.unwrap_or_else(|_| {
+        Err(Error::Connect(ConnectError::Timeout {
+            url: t.url.clone(),
+            ms: o.timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            stage,
+        }))
+    });
     r.map_err(|e| insecure_note(e, o))
 }
 
 /// `tls.insecure` is loud: every failure of such a connection, an exception or a Fail
-/// event, ends with this.
-const INSECURE_RU: &str = " (внимание: проверка сертификата сервера отключена, tls.insecure)";
+/// event, ends with a warning.
 const INSECURE_EN: &str = " (warning: server certificate verification is off, tls.insecure)";
 
 fn insecure_note(e: Error, o: &ClientOptions) -> Error {
-    match e {
-        Error::Net { ru, en } if o.tls.insecure => Error::Net {
-            ru: ru + INSECURE_RU,
-            en: en + INSECURE_EN,
-        },
-        other => other,
+    if o.tls.insecure {
+        Error::Insecure(Box::new(e))
+    } else {
+        e
     }
 }
 
@@ -586,7 +649,7 @@ pub async fn run(task: Task) {
             address: est.peer.to_string(),
             path: target.path.clone(),
             subprotocol: est.subprotocol.clone(),
-            headers: Vec::new(),
+            headers: std::mem::take(&mut est.headers),
         };
         hub.publish(
             Event {
@@ -760,12 +823,251 @@ mod tests {
             (t.host.as_str(), t.port, t.path.as_str()),
             ("::1", 8080, "/")
         );
+        assert_eq!(t.request, "ws://[::1]:8080/");
         let e = Target::parse("http://x").unwrap_err();
         assert!(
+            e.text(Lang::Ru).contains("ожидается ws:// или wss://"),
+            "{}",
             e.text(Lang::Ru)
-                .contains("ожидается схема ws:// или wss://")
         );
-        assert!(Target::parse("не адрес").is_err());
-        assert!(Target::parse("ws://").is_err());
+        assert!(matches!(
+            Target::parse("не адрес"),
+            Err(Error::Address(AddressError::NotUrl { .. }))
+        ));
+        assert!(matches!(
+            Target::parse("ws://"),
+            Err(Error::Address(AddressError::NoHost { .. }))
+        ));
+    }
+
+    #[test]
+    fn international_addresses_become_ascii_and_keep_what_was_given() {
+        let given = "wss://сервер.рф/чат?имя=Иван";
+        let t = Target::parse(given).unwrap();
+        assert_eq!(t.url, given, "Сервер reads back what 1C code passed");
+        assert_eq!(t.host, "xn--b1afb6bcb.xn--p1ai");
+        assert_eq!(
+            t.path,
+            "/%D1%87%D0%B0%D1%82?%D0%B8%D0%BC%D1%8F=%D0%98%D0%B2%D0%B0%D0%BD"
+        );
+        assert_eq!(
+            t.request,
+            "wss://xn--b1afb6bcb.xn--p1ai/%D1%87%D0%B0%D1%82?%D0%B8%D0%BC%D1%8F=%D0%98%D0%B2%D0%B0%D0%BD"
+        );
+        // Spaces and quotes are encoded, what is already encoded stays as it is.
+        let t = Target::parse(" WS://Host.Example:8080/a b/\"x\"/%41?q=a b ").unwrap();
+        assert_eq!(t.host, "host.example");
+        assert_eq!(t.path, "/a%20b/%22x%22/%41?q=a%20b");
+        assert!(!t.tls);
+        assert_eq!(t.port, 8080);
+        assert_eq!(t.url, " WS://Host.Example:8080/a b/\"x\"/%41?q=a b ");
+        // What JSON or a filter expression puts in a query still makes a request.
+        for u in [
+            r#"ws://h/p?filter={"a":[1,2]}&x=a|b^c`d"#,
+            r#"ws://h/{a}/[b]/a|b^c`d\e"#,
+        ] {
+            let t = Target::parse(u).unwrap_or_else(|e| panic!("{u}: {e}"));
+            assert!(t.request.parse::<Uri>().is_ok(), "{}", t.request);
+        }
+    }
+
+    #[test]
+    fn credentials_become_basic_auth_and_leave_the_request() {
+        let t = Target::parse("ws://ivan:p%40ss@h:1/x").unwrap();
+        // base64("ivan:p@ss")
+        assert_eq!(t.basic_auth.as_deref(), Some("Basic aXZhbjpwQHNz"));
+        assert_eq!(t.request, "ws://h:1/x");
+        assert!(!format!("{t:?}").contains("ivan"));
+        let t = Target::parse("ws://иван:пароль@h/").unwrap();
+        let expected = base64::engine::general_purpose::STANDARD.encode("иван:пароль");
+        assert_eq!(t.basic_auth, Some(format!("Basic {expected}")));
+        assert_eq!(Target::parse("ws://h/").unwrap().basic_auth, None);
+    }
+
+    #[test]
+    fn each_bad_part_is_named() {
+        let port = |u: &str| {
+            matches!(
+                Target::parse(u),
+                Err(Error::Address(AddressError::Port { .. }))
+            )
+        };
+        for u in [
+            "ws://h:65536/",
+            "ws://h:-1/",
+            "ws://h:12345678901234567890/",
+            "ws://h:0/",
+            "ws://h:8o/",
+        ] {
+            assert!(port(u), "{u}: {:?}", Target::parse(u).err());
+        }
+        let host = |u: &str| {
+            matches!(
+                Target::parse(u),
+                Err(Error::Address(AddressError::Host { .. }))
+            )
+        };
+        for u in [
+            "ws://[::1/",
+            "ws://[zz::1]/",
+            "ws://a b/",
+            "ws://h<x>/",
+            "ws://1.2.3.4.5/",
+        ] {
+            assert!(host(u), "{u}: {:?}", Target::parse(u).err());
+        }
+        assert!(matches!(
+            Target::parse("ws://h/#frag"),
+            Err(Error::Address(AddressError::Fragment { .. }))
+        ));
+        assert!(matches!(
+            Target::parse("ftp://h/"),
+            Err(Error::Address(AddressError::Scheme { ref scheme, .. })) if scheme == "ftp"
+        ));
+        assert!(matches!(
+            Target::parse("localhost:8080"),
+            Err(Error::Address(AddressError::Scheme { .. }))
+        ));
+        let e = Target::parse("ws://h:65536/").unwrap_err();
+        assert!(
+            e.text(Lang::En).contains("invalid port"),
+            "{}",
+            e.text(Lang::En)
+        );
+        assert!(
+            e.text(Lang::Ru).contains("недопустимый порт"),
+            "{}",
+            e.text(Lang::Ru)
+        );
+    }
+
+    #[test]
+    fn a_huge_address_gives_a_short_text() {
+        let url = format!("ws://h:99999/{}", "я".repeat(1 << 20));
+        let e = Target::parse(&url).unwrap_err();
+        for lang in [Lang::Ru, Lang::En] {
+            assert!(e.text(lang).chars().count() < 600, "{}", e.text(lang).len());
+        }
+        let url = format!("http://{}", "x".repeat(50 << 20));
+        let e = Target::parse(&url).unwrap_err();
+        assert!(e.text(Lang::En).len() < 1200);
+    }
+
+    #[test]
+    fn texts_have_no_word_of_the_other_language() {
+        use crate::error::{Attempt, ProxyError, ProxyFault, SocksReply};
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "[::1]:1".parse().unwrap();
+        let tried = vec![
+            Attempt {
+                addr: a,
+                failure: SocketFailure::Refused,
+            },
+            Attempt {
+                addr: b,
+                failure: SocketFailure::TimedOut,
+            },
+        ];
+        let errors = vec![
+            Error::Address(AddressError::Port {
+                url: "ws://h:0".into(),
+            }),
+            Error::Address(AddressError::Host {
+                url: "ws://h".into(),
+            }),
+            Error::Address(AddressError::Fragment {
+                url: "ws://h".into(),
+            }),
+            Error::Connect(ConnectError::Tcp {
+                host: "localhost".into(),
+                port: 1,
+                tried: tried.clone(),
+            }),
+            Error::Connect(ConnectError::Resolve { host: "h".into() }),
+            Error::Connect(ConnectError::Timeout {
+                url: "ws://h".into(),
+                ms: 5,
+                stage: ConnectStage::Tls,
+            }),
+            Error::Proxy(ProxyError {
+                proxy: "http://p:1".into(),
+                fault: ProxyFault::Tcp { tried },
+            }),
+            Error::Proxy(ProxyError {
+                proxy: "socks5://p:1".into(),
+                fault: ProxyFault::TargetUnreachable {
+                    target: "h:1".into(),
+                    why: SocksReply::HostUnreachable,
+                },
+            }),
+            Error::Handshake(HandshakeError::UnofferedExtension {
+                extensions: "permessage-deflate".into(),
+            }),
+            Error::Handshake(HandshakeError::BadResponse {
+                fault: ResponseFault::AcceptMismatch,
+            }),
+            Error::Insecure(Box::new(Error::Handshake(HandshakeError::Lost {
+                failure: SocketFailure::Reset,
+            }))),
+        ];
+        for e in errors {
+            let en = e.text(Lang::En);
+            assert!(
+                !en.chars()
+                    .any(|c| ('а'..='я').contains(&c.to_lowercase().next().unwrap_or(c))),
+                "{en}"
+            );
+            let ru = e.text(Lang::Ru);
+            assert!(ru.chars().any(|c| ('а'..='я').contains(&c)), "{ru}");
+            assert!(!ru.contains("refused") && !ru.contains("failed"), "{ru}");
+        }
+        let e = Error::Connect(ConnectError::Tcp {
+            host: "localhost".into(),
+            port: 1,
+            tried: vec![Attempt {
+                addr: a,
+                failure: SocketFailure::Refused,
+            }],
+        });
+        assert!(
+            e.text(Lang::En).contains("127.0.0.1:1"),
+            "{}",
+            e.text(Lang::En)
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_any_tries_each_address_and_names_them() {
+        // Two ports nobody listens on, then one that accepts.
+        let closed = || {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let (c1, c2) = (closed(), closed());
+        let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good = open.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (_, peer) = stream::connect_any(&[c1, c2, good], deadline)
+            .await
+            .unwrap();
+        assert_eq!(peer, good);
+        let tried = stream::connect_any(&[c1, c2], deadline).await.unwrap_err();
+        let addrs: Vec<SocketAddr> = tried.iter().map(|a| a.addr).collect();
+        assert_eq!(addrs, vec![c1, c2]);
+        assert!(tried.iter().all(|a| a.failure == SocketFailure::Refused));
+        // Across families, as for `localhost` = ::1 + 127.0.0.1 with a server on one only.
+        if let Ok(v6) = tokio::net::TcpListener::bind("[::1]:0").await {
+            let v6 = v6.local_addr().unwrap();
+            let refused_v4: SocketAddr = format!("127.0.0.1:{}", c1.port()).parse().unwrap();
+            let (_, peer) = stream::connect_any(&[refused_v4, v6], deadline)
+                .await
+                .unwrap();
+            assert_eq!(peer, v6);
+        }
+        // Nothing pending at the deadline is forgotten: it is listed as timed out.
+        let tried = stream::connect_any(&[c1], Instant::now())
+            .await
+            .unwrap_err();
+        assert_eq!(tried.len(), 1);
     }
 }

@@ -2,56 +2,60 @@
 //! the proxy, user/password auth) and SOCKS4 (IPv4 resolved here). The result is a plain TCP
 //! stream to the target on which TLS and the WebSocket handshake run as usual.
 
+use std::net::SocketAddr;
+
 use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_socks::tcp::{Socks4Stream, Socks5Stream};
 
-use crate::error::{Error, Result};
+use crate::error::{
+    ConnectError, Error, ProxyError, ProxyFault, Result, SocketFailure, SocksReply,
+};
 use crate::net::options::{Proxy, ProxyKind};
+use crate::net::stream;
 
 /// Longest CONNECT response head we read.
 const MAX_HEAD: usize = 16 << 10;
 
-fn proxy_error(p: &Proxy, ru: impl std::fmt::Display, en: impl std::fmt::Display) -> Error {
-    let at = p.display();
-    Error::net(
-        format!("Прокси-сервер {at}: {ru}"),
-        format!("Proxy {at}: {en}"),
-    )
+fn proxy_error(p: &Proxy, fault: ProxyFault) -> Error {
+    Error::Proxy(ProxyError {
+        proxy: p.display(),
+        fault,
+    })
 }
 
 fn bad_credentials(p: &Proxy) -> Error {
-    let given = p.auth.is_some();
     proxy_error(
         p,
-        if given {
-            "неверный логин или пароль прокси"
+        if p.auth.is_some() {
+            ProxyFault::WrongCredentials
         } else {
-            "прокси требует авторизацию: укажите логин и пароль в адресе (http://логин:пароль@узел:порт)"
-        },
-        if given {
-            "wrong proxy user name or password"
-        } else {
-            "the proxy requires authentication: give user and password in its URL (http://user:pass@host:port)"
+            ProxyFault::CredentialsRequired
         },
     )
 }
 
-/// A TCP stream to `host:port` through `p`.
-pub async fn connect(p: &Proxy, host: &str, port: u16) -> Result<TcpStream> {
-    let tcp = TcpStream::connect((p.host.as_str(), p.port))
+/// A TCP stream to `host:port` through `p`, and the proxy's address. Every address of the
+/// proxy's host is tried (as for a direct connect) until `deadline`.
+pub async fn connect(
+    p: &Proxy,
+    host: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<(TcpStream, SocketAddr)> {
+    let addrs = stream::resolve(&p.host, p.port)
         .await
-        .map_err(|e| {
-            proxy_error(
-                p,
-                format_args!("не удалось подключиться к прокси: {e}"),
-                format_args!("cannot connect to the proxy: {e}"),
-            )
-        })?;
+        .ok()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| proxy_error(p, ProxyFault::Resolve))?;
+    let (tcp, peer) = stream::connect_any(&addrs, deadline)
+        .await
+        .map_err(|tried| proxy_error(p, ProxyFault::Tcp { tried }))?;
     let _ = tcp.set_nodelay(true);
-    match p.kind {
-        ProxyKind::Http => http_connect(p, tcp, host, port).await,
+    let tcp = match p.kind {
+        ProxyKind::Http => http_connect(p, tcp, host, port).await?,
         ProxyKind::Socks5 => {
             let target = (host, port);
             let r = match &p.auth {
@@ -61,66 +65,93 @@ pub async fn connect(p: &Proxy, host: &str, port: u16) -> Result<TcpStream> {
                 None => Socks5Stream::connect_with_socket(tcp, target).await,
             };
             r.map(Socks5Stream::into_inner)
-                .map_err(|e| socks_error(p, host, port, e))
+                .map_err(|e| socks_error(p, host, port, e))?
         }
         ProxyKind::Socks4 => {
-            let addr = tokio::net::lookup_host((host, port))
+            // SOCKS4 carries an IPv4 address only: the name is resolved here.
+            let addr = stream::resolve(host, port)
                 .await
-                .ok()
-                .and_then(|mut a| a.find(std::net::SocketAddr::is_ipv4))
+                .map_err(|_| {
+                    Error::Connect(ConnectError::Resolve {
+                        host: host.to_owned(),
+                    })
+                })?
+                .into_iter()
+                .find(SocketAddr::is_ipv4)
                 .ok_or_else(|| {
                     proxy_error(
                         p,
-                        format_args!("SOCKS4 требует IPv4-адрес, а узел «{host}» его не имеет"),
-                        format_args!("SOCKS4 needs an IPv4 address and \"{host}\" has none"),
+                        ProxyFault::NoIpv4 {
+                            host: host.to_owned(),
+                        },
                     )
                 })?;
             Socks4Stream::connect_with_socket(tcp, addr)
                 .await
                 .map(Socks4Stream::into_inner)
-                .map_err(|e| socks_error(p, host, port, e))
+                .map_err(|e| socks_error(p, host, port, e))?
         }
-    }
+    };
+    Ok((tcp, peer))
 }
 
 fn socks_error(p: &Proxy, host: &str, port: u16, e: tokio_socks::Error) -> Error {
     use tokio_socks::Error as E;
-    match e {
+    let unreachable = |why| ProxyFault::TargetUnreachable {
+        target: authority(host, port),
+        why,
+    };
+    let fault = match e {
         E::PasswordAuthFailure(_) | E::AuthorizationRequired | E::NoAcceptableAuthMethods => {
-            bad_credentials(p)
+            return bad_credentials(p);
         }
         // Some proxies (pproxy among them) hang up on a wrong password without a reply.
         E::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof && p.auth.is_some() => {
-            proxy_error(
-                p,
-                "прокси закрыл соединение при проверке логина: вероятно, неверный логин или пароль прокси",
-                "the proxy hung up while checking the login: probably a wrong proxy user name or password",
-            )
+            ProxyFault::HungUpOnLogin
         }
-        E::ConnectionRefused
-        | E::HostUnreachable
-        | E::NetworkUnreachable
-        | E::GeneralSocksServerFailure
-        | E::ConnectionNotAllowedByRuleset
-        | E::TtlExpired => proxy_error(
-            p,
-            format_args!("не удалось подключиться к {host}:{port}: {e}"),
-            format_args!("cannot reach {host}:{port}: {e}"),
-        ),
-        other => proxy_error(
-            p,
-            format_args!("ошибка SOCKS: {other}"),
-            format_args!("SOCKS error: {other}"),
-        ),
+        E::Io(io) => ProxyFault::Lost {
+            failure: SocketFailure::of(&io),
+        },
+        E::ConnectionRefused => unreachable(SocksReply::Refused),
+        E::HostUnreachable => unreachable(SocksReply::HostUnreachable),
+        E::NetworkUnreachable => unreachable(SocksReply::NetworkUnreachable),
+        E::GeneralSocksServerFailure | E::ProxyServerUnreachable => {
+            unreachable(SocksReply::ServerFailure)
+        }
+        E::ConnectionNotAllowedByRuleset | E::IdentdAuthFailure | E::InvalidUserIdAuthFailure => {
+            unreachable(SocksReply::NotAllowed)
+        }
+        E::TtlExpired => unreachable(SocksReply::TtlExpired),
+        E::CommandNotSupported | E::AddressTypeNotSupported => ProxyFault::Socks {
+            why: SocksReply::NotSupported,
+        },
+        E::InvalidResponseVersion
+        | E::UnknownAuthMethod
+        | E::InvalidReservedByte
+        | E::UnknownAddressType => ProxyFault::Socks {
+            why: SocksReply::NotSocks,
+        },
+        E::InvalidTargetAddress(_) | E::InvalidAuthValues(_) => ProxyFault::Socks {
+            why: SocksReply::BadTarget,
+        },
+        _ => ProxyFault::Socks {
+            why: SocksReply::Other,
+        },
+    };
+    proxy_error(p, fault)
+}
+
+/// `host:port`, IPv6 in brackets.
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
 async fn http_connect(p: &Proxy, mut tcp: TcpStream, host: &str, port: u16) -> Result<TcpStream> {
-    let authority = if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
+    let authority = authority(host, port);
     let mut req = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
     if let Some((user, pass)) = &p.auth {
         let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
@@ -130,8 +161,9 @@ async fn http_connect(p: &Proxy, mut tcp: TcpStream, host: &str, port: u16) -> R
     let io = |e: std::io::Error| {
         proxy_error(
             p,
-            format_args!("обрыв связи при установке туннеля: {e}"),
-            format_args!("connection lost while opening the tunnel: {e}"),
+            ProxyFault::Lost {
+                failure: SocketFailure::of(&e),
+            },
         )
     };
     tcp.write_all(req.as_bytes()).await.map_err(io)?;
@@ -139,11 +171,7 @@ async fn http_connect(p: &Proxy, mut tcp: TcpStream, host: &str, port: u16) -> R
     let mut head = Vec::with_capacity(256);
     while !head.ends_with(b"\r\n\r\n") {
         if head.len() >= MAX_HEAD {
-            return Err(proxy_error(
-                p,
-                "слишком длинный ответ на CONNECT",
-                "the answer to CONNECT is too long",
-            ));
+            return Err(proxy_error(p, ProxyFault::HeadTooLong));
         }
         let b = tcp.read_u8().await.map_err(io)?;
         head.push(b);
@@ -156,8 +184,9 @@ async fn http_connect(p: &Proxy, mut tcp: TcpStream, host: &str, port: u16) -> R
     if !version.starts_with("HTTP/") || code == 0 {
         return Err(proxy_error(
             p,
-            format_args!("это не HTTP-прокси (ответ «{status_line}»)"),
-            format_args!("not an HTTP proxy (answer \"{status_line}\")"),
+            ProxyFault::NotHttp {
+                status_line: status_line.to_owned(),
+            },
         ));
     }
     match code {
@@ -165,8 +194,10 @@ async fn http_connect(p: &Proxy, mut tcp: TcpStream, host: &str, port: u16) -> R
         407 => Err(bad_credentials(p)),
         _ => Err(proxy_error(
             p,
-            format_args!("отказ в туннеле к {authority}: {status_line}"),
-            format_args!("refused the tunnel to {authority}: {status_line}"),
+            ProxyFault::Refused {
+                target: authority,
+                status_line: status_line.to_owned(),
+            },
         )),
     }
 }

@@ -1,11 +1,16 @@
-//! A TCP stream, plain or under TLS, as one type for tungstenite.
+//! A TCP stream, plain or under TLS, as one type for tungstenite; and how a client opens
+//! one to a host that may have several addresses.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::error::{Attempt, SocketFailure};
 
 /// Plain TCP or TLS over TCP, on the client or the server side.
 #[non_exhaustive]
@@ -60,4 +65,73 @@ impl AsyncWrite for MaybeTls {
             MaybeTls::ServerTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
+}
+
+/// Delay before the next address is tried while earlier attempts are still pending
+/// (RFC 8305 §5 recommends 250 ms).
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// The addresses of `host:port` in the resolver's order (an IP literal is its own address).
+pub async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    Ok(tokio::net::lookup_host((host, port)).await?.collect())
+}
+
+/// A TCP connection to the first of `addrs` that accepts one, before `deadline`.
+///
+/// Attempts start in the given order (the resolver's, which already sorts by RFC 6724), the
+/// next one [`ATTEMPT_DELAY`] after the previous started or at once when it failed, and
+/// run concurrently: an address that swallows SYNs (an unreachable IPv6 route) delays the
+/// others by 250 ms, not by the whole timeout. This is the connection part of Happy
+/// Eyeballs (RFC 8305) without the address-family interleaving. The first connection wins;
+/// the other pending attempts are dropped (and their sockets closed) on return.
+///
+/// On failure, every address attempted, in order, with how it failed; those still pending
+/// when `deadline` passed are `TimedOut`, those never started are not listed.
+pub async fn connect_any(
+    addrs: &[SocketAddr],
+    deadline: tokio::time::Instant,
+) -> Result<(TcpStream, SocketAddr), Vec<Attempt>> {
+    use futures_util::StreamExt;
+    use futures_util::stream::FuturesUnordered;
+    let mut pending = FuturesUnordered::new();
+    // One slot per started attempt, in start order; `None` while it is pending.
+    let mut outcomes: Vec<(SocketAddr, Option<SocketFailure>)> = Vec::new();
+    let mut next = 0;
+    // When the next address may start although earlier ones are still pending.
+    let mut next_at = tokio::time::Instant::now();
+    let expired = tokio::time::sleep_until(deadline);
+    tokio::pin!(expired);
+    loop {
+        let now = tokio::time::Instant::now();
+        if next < addrs.len() && (pending.is_empty() || now >= next_at) {
+            let (i, addr) = (outcomes.len(), addrs[next]);
+            outcomes.push((addr, None));
+            pending.push(async move { (i, TcpStream::connect(addr).await) });
+            next += 1;
+            next_at = now + ATTEMPT_DELAY;
+        }
+        if pending.is_empty() {
+            break;
+        }
+        let more = next < addrs.len();
+        tokio::select! {
+            Some((i, r)) = pending.next() => match r {
+                Ok(s) => return Ok((s, outcomes[i].0)),
+                Err(e) => {
+                    outcomes[i].1 = Some(SocketFailure::of(&e));
+                    // Failed: the next address starts now rather than after the delay.
+                    next_at = tokio::time::Instant::now();
+                }
+            },
+            _ = tokio::time::sleep_until(next_at), if more => {}
+            _ = &mut expired => break,
+        }
+    }
+    Err(outcomes
+        .into_iter()
+        .map(|(addr, f)| Attempt {
+            addr,
+            failure: f.unwrap_or(SocketFailure::TimedOut),
+        })
+        .collect())
 }

@@ -5,7 +5,8 @@ Usage: ws_peer.py MODE [ARG] [--tls CERT KEY] [--client-ca CA] [--port N]
   echo            echo every message back (text stays text, binary stays binary)
   flood N         on open send N numbered texts "0".."N-1" ("T:0".. with --tag T), then
                   wait for the client
-  headers         on open send the request headers and the chosen subprotocol as JSON
+  headers         on open send the request headers, the chosen subprotocol (key
+                  "_subprotocol") and the request path with query ("_path") as JSON
   close CODE      on the first message, close with CODE and reason "bye"
   freeze          on open send "frozen", then stop reading (so pings go unanswered) and
                   keep the socket open
@@ -13,6 +14,9 @@ Usage: ws_peer.py MODE [ARG] [--tls CERT KEY] [--client-ca CA] [--port N]
                   count of messages taken so far
 --client-ca CA    TLS only: require a client certificate signed by CA
 --keepalive       ping the client every 200 ms, drop it (1011) if a pong is 500 ms late
+--host H        listen on H instead of 127.0.0.1 (for example ::1)
+--response-header NAME:VALUE
+                  add this header to the handshake response (may be repeated)
 Prints "PORT <n>" once listening on 127.0.0.1 (port 0 unless --port); exits when its stdin
 closes, so it never outlives the test that started it.
 """
@@ -61,6 +65,7 @@ async def main():
                 import json
                 seen = dict(ws.request.headers)
                 seen["_subprotocol"] = ws.subprotocol or ""
+                seen["_path"] = ws.request.path
                 await ws.send(json.dumps(seen))
                 await ws.wait_closed()
             elif mode == "close":
@@ -79,7 +84,16 @@ async def main():
         except websockets.ConnectionClosed:
             pass
 
-    async with websockets.serve(handler, "127.0.0.1", port, ssl=ctx, max_size=64 << 20,
+    extra = [sys.argv[i + 1].split(":", 1) for i, a in enumerate(sys.argv)
+             if a == "--response-header"]
+
+    def process_response(connection, request, response):
+        for name, value in extra:
+            response.headers[name] = value
+        return response
+
+    async with websockets.serve(handler, opt("--host") or "127.0.0.1", port,
+                                process_response=process_response if extra else None, ssl=ctx, max_size=64 << 20,
                                 ping_interval=0.2 if "--keepalive" in sys.argv else None,
                                 ping_timeout=0.5, subprotocols=subprotocols,
                                 # slow: read a message at a time, so the pace is steady.
