@@ -572,3 +572,24 @@ impl Drop for Pproxy {
         let _ = self.child.wait();
     }
 }
+
+/// One step of a server's pull echo loop (`Принять` for 50 ms, then the same data back as
+/// text or binary); for driving a server while a peer process runs.
+pub fn server_echo_once(server: &Obj) {
+    let mut args = [
+        ws1c_host::Var::I4(50),
+        ws1c_host::Var::Empty,
+        ws1c_host::Var::Empty,
+    ];
+    if server.call("Принять", &mut args).ok() != Some(ws1c_host::Var::Bool(true)) {
+        return;
+    }
+    let id = args[1].as_f64().unwrap_or_default() as i32;
+    let data = args[2].clone();
+    let method = if matches!(data, ws1c_host::Var::Blob(_)) {
+        "ОтправитьДвоичныеДанные"
+    } else {
+        "Отправить"
+    };
+    let _ = server.call(method, &mut [ws1c_host::Var::I4(id), data]);
+}
