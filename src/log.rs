@@ -174,14 +174,62 @@ fn writer(mut file: std::fs::File, rx: &Receiver<String>, dropped: &AtomicU64) {
             ));
         }
         buf.push_str(&first);
+        let mut lines = 1;
         while buf.len() < 1 << 20
             && let Ok(more) = rx.try_recv()
         {
             buf.push_str(&more);
+            lines += 1;
         }
         if file.write_all(buf.as_bytes()).is_err() {
             // Counted like a full queue; the next write tries again.
-            dropped.fetch_add(1, Ordering::Relaxed);
+            dropped.fetch_add(lines, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_reach_the_file_and_a_full_queue_drops_instead_of_waiting() {
+        let path = std::env::temp_dir().join(format!("ws1c-log-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let p = path.to_str().unwrap_or_default();
+        let log = Log::open(p, Level::Info, false).expect("open");
+        log.write(Level::Info, || "first line".to_owned());
+        log.write(Level::Debug, || unreachable!("not built at info level"));
+        // Far more than the queue holds, without ever blocking.
+        let t = std::time::Instant::now();
+        for i in 0..QUEUE * 20 {
+            log.write(Level::Error, || format!("line {i}"));
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        drop(log);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut text = String::new();
+        while std::time::Instant::now() < deadline {
+            text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.contains(&format!("line {}", QUEUE * 20 - 1)) || text.lines().count() > QUEUE {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(text.contains("first line"), "{text:.200}");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_opening_it() {
+        let dir = std::env::temp_dir().join(format!("ws1c-logfifo-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let fifo = dir.join("f");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.map(|s| s.success()).unwrap_or(false) {
+            let e = open_file(fifo.to_str().unwrap_or_default()).err();
+            assert!(matches!(e, Some(FileError::NotRegular { .. })), "{e:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

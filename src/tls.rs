@@ -1061,3 +1061,50 @@ pub fn bad_server_name(host: &str) -> Error {
         host: host.to_owned(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_sections_are_numbered_and_a_cut_one_is_named() {
+        let text = "junk\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n\
+                    -----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\
+                    DEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\nBBBB\n";
+        let e = parse_pem("x.pem", text.as_bytes())
+            .err()
+            .map(|e| e.text(crate::lang::Lang::En));
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                "Section 2 (RSA PRIVATE KEY) of \"x.pem\": no END line (the file is truncated or damaged)"
+            )
+        );
+        let whole = format!("{text}-----END RSA PRIVATE KEY-----\n");
+        let sections = parse_pem("x.pem", whole.as_bytes()).unwrap_or_default();
+        assert_eq!(sections.len(), 2);
+        assert_eq!(sections[1].number, 2);
+        assert_eq!(sections[1].headers.len(), 2);
+        assert_eq!(sections[1].der, vec![0x04, 0x10, 0x41]);
+    }
+
+    #[test]
+    fn legacy_headers_are_checked() {
+        assert_eq!(
+            legacy_decrypt("AES-128-CBC,0011", b"p", &[0; 16]),
+            Err(PemProblem::BadHeaders)
+        );
+        assert_eq!(
+            legacy_decrypt("BF-CBC,0011223344556677", b"p", &[0; 16]),
+            Err(PemProblem::UnsupportedCipher("BF-CBC".into()))
+        );
+        assert_eq!(hex("0aFF"), Some(vec![0x0a, 0xff]));
+        assert_eq!(hex("0g"), None);
+        // EVP_BytesToKey(MD5) gives 16 bytes per round; a 24-byte key takes two.
+        assert_eq!(bytes_to_key(b"pw", b"saltsalt", 24).len(), 24);
+        assert_eq!(
+            bytes_to_key(b"pw", b"saltsalt", 24)[..16],
+            bytes_to_key(b"pw", b"saltsalt", 16)[..]
+        );
+    }
+}

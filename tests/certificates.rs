@@ -660,3 +660,52 @@ fn certificate_arguments_that_cannot_be_used_raise() {
     serve_wss(&[&cert, &key], &f.path("ca.pem"));
     serve_wss(&[&combined], &f.path("ca.pem"));
 }
+
+#[test]
+fn server_certificate_refusals_are_sentences_without_internal_names() {
+    let _g = serial();
+    let f = Fixtures::new();
+    let ca = f.path("ca.pem");
+    let json = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"");
+    let with_ca = format!(r#"{{"tls": {{"ca_file": "{}"}}}}"#, json(&ca));
+    // (server certificate and key, client options, Russian and English sentence)
+    let cases = [
+        // The CA's own certificate as the server's (webpki: CaUsedAsEndEntity).
+        (
+            ("ca.pem", "ca.key"),
+            with_ca.clone(),
+            "предъявил сертификат центра сертификации",
+            "presented a CA certificate instead of its own",
+        ),
+        // Issued by a CA the client does not trust.
+        (
+            ("rsa.crt", "rsa-plain.pem"),
+            r#"{"tls": {"roots": "webpki"}}"#.to_owned(),
+            "не доверен: его издатель неизвестен",
+            "not trusted: its issuer is unknown",
+        ),
+    ];
+    for ((cert, key), opts, ru, en) in cases {
+        let server = create_with("Server", HostOptions::server());
+        let mut args = [
+            str("127.0.0.1"),
+            Var::I4(0),
+            str(&f.path(cert)),
+            str(&f.path(key)),
+        ];
+        server.call("Запустить", &mut args).unwrap();
+        let port = server.get("Порт").unwrap().as_f64().unwrap() as u16;
+        let url = format!("wss://localhost:{port}/");
+        for (lang, needle) in [(HostOptions::server(), ru), (HostOptions::english(), en)] {
+            let c = create_with("Client", lang);
+            let e = c
+                .call("Подключиться", &mut [str(&url), str(&opts)])
+                .unwrap_err()
+                .text;
+            assert!(e.contains(needle), "{cert}: {e}");
+            assert_no_internals(&e);
+            finish(c);
+        }
+        finish(server);
+    }
+}
