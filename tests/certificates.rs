@@ -491,16 +491,21 @@ fn release_fifo(path: &Path, for_reading: bool) {
     });
 }
 
+/// A listener that never answers, and a `wss://` URL to it: the client reads its TLS files
+/// once the TCP connection is up.
+fn silent_wss() -> (std::net::TcpListener, String) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("wss://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+    (listener, url)
+}
+
+/// Issue 15 #1: devices and oversized files are refused before anything is read.
 #[test]
-fn devices_fifos_and_huge_files_are_refused_at_once() {
+fn dev_zero_and_oversized_files_are_refused_at_once() {
     let _g = serial();
     let f = Fixtures::new();
     let key = f.path("rsa-plain.pem");
-    let fifo = f.dir.join("never.pem");
-    mkfifo(&fifo);
-    let fifo_s = fifo.to_str().unwrap().to_owned();
 
-    // /dev/zero as the certificate (issue 15 #1): refused before anything is read.
     let rss = common::rss_kib();
     let k = key.clone();
     let (e, took) = bounded_call(
@@ -512,15 +517,6 @@ fn devices_fifos_and_huge_files_are_refused_at_once() {
         "{e}"
     );
     assert!(took < Duration::from_secs(3), "{took:?}");
-    assert!(common::rss_kib() < rss + 64 * 1024, "memory grew");
-    // A FIFO nobody writes as the certificate (issue 15 #2): refused, not waited for.
-    let (k, p) = (key.clone(), fifo_s.clone());
-    let (e, took) = bounded_call(
-        move || start_error(HostOptions::server(), &[&p, &k]),
-        || release_fifo(&fifo, false),
-    );
-    assert!(e.contains(&fifo_s) && e.contains("не обычный файл"), "{e}");
-    assert!(took < Duration::from_secs(3), "{took:?}");
     // A regular file above the cap.
     let big = f.write("big.pem", &vec![b'A'; (1 << 20) + 1]);
     let e = start_error(HostOptions::server(), &[&big, &key]);
@@ -528,19 +524,17 @@ fn devices_fifos_and_huge_files_are_refused_at_once() {
     let e = start_error(HostOptions::english(), &[&big, &key]);
     assert!(e.contains("larger than the allowed 1 MiB"), "{e}");
 
-    // The client's CA bundle and PFX: /dev/zero and the FIFO fail the connect at once (a
-    // listener that never answers: the files are read once the TCP connection is up).
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("wss://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+    // The client's CA bundle and PFX.
+    let (_listener, url) = silent_wss();
     let c = create_with("Client", HostOptions::server());
     for opts in [
-        r#"{"tls": {"ca_file": "/dev/zero"}}"#.to_owned(),
-        r#"{"tls": {"pfx_file": "/dev/zero"}}"#.to_owned(),
-        format!(r#"{{"tls": {{"roots": "{fifo_s}"}}}}"#),
+        r#"{"tls": {"ca_file": "/dev/zero"}}"#,
+        r#"{"tls": {"pfx_file": "/dev/zero"}}"#,
+        r#"{"tls": {"roots": "/dev/zero"}}"#,
     ] {
         let t = Instant::now();
         let e = c
-            .call("Подключиться", &mut [str(&url), str(&opts)])
+            .call("Подключиться", &mut [str(&url), str(opts)])
             .unwrap_err()
             .text;
         assert!(e.contains("не обычный файл"), "{opts}: {e}");
@@ -551,6 +545,53 @@ fn devices_fifos_and_huge_files_are_refused_at_once() {
         );
     }
     finish(c);
+    assert!(common::rss_kib() < rss + 64 * 1024, "memory grew");
+}
+
+/// Issue 15 #2: a FIFO nobody writes, as the server's certificate or the client's roots,
+/// is refused without being opened.
+#[test]
+fn a_fifo_certificate_never_holds_up_the_caller() {
+    let _g = serial();
+    let f = Fixtures::new();
+    let key = f.path("rsa-plain.pem");
+    let fifo = f.dir.join("never.pem");
+    mkfifo(&fifo);
+    let fifo_s = fifo.to_str().unwrap().to_owned();
+
+    let (k, p) = (key.clone(), fifo_s.clone());
+    let release = fifo.clone();
+    let (e, took) = bounded_call(
+        move || start_error(HostOptions::server(), &[&p, &k]),
+        || release_fifo(&release, false),
+    );
+    assert!(e.contains(&fifo_s) && e.contains("не обычный файл"), "{e}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    // The second argument as a FIFO beside a certificate without a key.
+    let (c, p) = (f.path("rsa.crt"), fifo_s.clone());
+    let release = fifo.clone();
+    let (e, took) = bounded_call(
+        move || start_error(HostOptions::server(), &[&c, &p]),
+        || release_fifo(&release, false),
+    );
+    assert!(e.contains(&fifo_s) && e.contains("не обычный файл"), "{e}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    let (_listener, url) = silent_wss();
+    let opts = format!(r#"{{"timeout_ms": 2000, "tls": {{"roots": "{fifo_s}"}}}}"#);
+    let release = fifo.clone();
+    let (e, took) = bounded_call(
+        move || {
+            let c = create_with("Client", HostOptions::server());
+            let e = c.call("Подключиться", &mut [str(&url), str(&opts)]);
+            finish(c);
+            e.map_err(|e| e.text)
+        },
+        || release_fifo(&release, false),
+    );
+    let e = e.unwrap_err();
+    assert!(e.contains("не обычный файл"), "{e}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
 }
 
 #[test]
