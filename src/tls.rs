@@ -103,6 +103,15 @@ fn read_capped(current: &Current, kind: FileKind, path: &str) -> Result<Vec<u8>,
     Ok(data)
 }
 
+/// Whether `a` and `b` name the same file.
+fn same_path(a: &str, b: &str) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
 /// Whether `path` names an existing regular file (`false` for anything else, errors too).
 fn is_file(current: &Current, kind: FileKind, path: &str) -> bool {
     if let Ok(mut c) = current.lock() {
@@ -687,16 +696,19 @@ fn server_identity(
                 arg(password, ArgRole::Password),
             ]
         };
-        if second_is_file {
+        // The same combined file named again as the key file: the key is in it, the
+        // password is the third argument.
+        let same_file = second_is_file && same_path(cert, key_or_password);
+        if second_is_file && !same_file {
             return Err(args_error(ArgProblem::KeyTwice, roles(ArgRole::KeyFile)));
         }
-        if !key_or_password.is_empty() && !password.is_empty() {
+        if !same_file && !key_or_password.is_empty() && !password.is_empty() {
             return Err(args_error(
                 ArgProblem::PasswordTwice,
                 roles(ArgRole::Password),
             ));
         }
-        let pass = if key_or_password.is_empty() {
+        let pass = if key_or_password.is_empty() || same_file {
             password
         } else {
             key_or_password
@@ -707,10 +719,12 @@ fn server_identity(
             }));
         };
         if !k.encrypted && !pass.is_empty() {
-            return Err(args_error(
-                ArgProblem::PasswordUnused,
-                roles(ArgRole::Password),
-            ));
+            let second = if same_file {
+                ArgRole::KeyFile
+            } else {
+                ArgRole::Password
+            };
+            return Err(args_error(ArgProblem::PasswordUnused, roles(second)));
         }
         return certified(chain, k.key, cert, cert, false);
     }

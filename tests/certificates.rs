@@ -697,9 +697,12 @@ fn certificate_arguments_that_cannot_be_used_raise() {
     // A password for a key that is not encrypted.
     let e = start_error(ru(), &[&cert, &key, "лишний"]);
     assert!(e.contains("ключ не зашифрован"), "{e}");
-    // The right forms still start.
+    // The right forms still start, also a combined file named again as its own key file.
     serve_wss(&[&cert, &key], &f.path("ca.pem"));
     serve_wss(&[&combined], &f.path("ca.pem"));
+    serve_wss(&[&combined, &combined], &f.path("ca.pem"));
+    let encrypted = f.combine("enc-combined.pem", &["rsa-des3.pem", "rsa.crt"]);
+    serve_wss(&[&encrypted, &encrypted, PASS], &f.path("ca.pem"));
 }
 
 #[test]
