@@ -13,9 +13,9 @@
 //! what is queued and ends (a thread stuck in the kernel ends when the kernel returns).
 
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, FileError, FileKind, Result};
@@ -23,6 +23,10 @@ use crate::value::Date;
 
 /// Lines queued for the writer thread at most; more are dropped and counted.
 pub const QUEUE: usize = 4096;
+
+/// How long dropping the last handle off the runtime (the 1C thread in `Остановить` or
+/// `Done()`) waits for the queued lines to reach the file.
+pub const FLUSH_BOUND: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// How much to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,6 +62,8 @@ pub struct Log {
     level: Option<Level>,
     /// Include message bodies at debug level.
     pub bodies: bool,
+    /// Disconnected by the writer thread when it has written everything and ended.
+    finished: Option<Mutex<Receiver<()>>>,
 }
 
 impl Log {
@@ -69,17 +75,22 @@ impl Log {
         let (tx, rx) = std::sync::mpsc::sync_channel::<String>(QUEUE);
         let (opened_tx, opened_rx) = std::sync::mpsc::sync_channel(1);
         let dropped = Arc::new(AtomicU64::new(0));
+        let (finished_tx, finished_rx) = std::sync::mpsc::sync_channel::<()>(0);
         let owned = path.to_owned();
         let counter = dropped.clone();
         std::thread::Builder::new()
             .name("ws1c-log".into())
-            .spawn(move || match open_file(&owned) {
-                Ok(file) => {
-                    let _ = opened_tx.send(Ok(()));
-                    writer(file, &rx, &counter);
-                }
-                Err(e) => {
-                    let _ = opened_tx.send(Err(e));
+            .spawn(move || {
+                // Dropped when the thread ends: tells a waiting drop that all is written.
+                let _finished = finished_tx;
+                match open_file(&owned) {
+                    Ok(file) => {
+                        let _ = opened_tx.send(Ok(()));
+                        writer(file, &rx, &counter);
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                    }
                 }
             })
             .map_err(|e| Error::File(FileError::NoThread(e)))?;
@@ -101,6 +112,7 @@ impl Log {
             dropped,
             level: Some(level),
             bodies,
+            finished: Some(Mutex::new(finished_rx)),
         })
     }
 
@@ -130,6 +142,23 @@ impl Log {
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+impl Drop for Log {
+    /// Closes the channel; off the runtime, waits at most [`FLUSH_BOUND`] for the writer to
+    /// finish, so that a log read after `Остановить` or `Done()` is complete. A runtime
+    /// worker never waits.
+    fn drop(&mut self) {
+        self.sink = None;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        if let Some(f) = self.finished.take()
+            && let Ok(rx) = f.into_inner()
+        {
+            let _ = rx.recv_timeout(FLUSH_BOUND);
         }
     }
 }

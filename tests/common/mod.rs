@@ -593,3 +593,17 @@ pub fn server_echo_once(server: &Obj) {
     };
     let _ = server.call(method, &mut [ws1c_host::Var::I4(id), data]);
 }
+
+/// The text of the log file at `path` once it contains `last` (or after 5 s, whatever it
+/// holds then): the log is written by its own thread, so its last lines may land a moment
+/// after the call that logged them returned.
+pub fn read_log(path: &std::path::Path, last: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(last) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
