@@ -206,8 +206,6 @@ pub enum PemProblem {
 pub enum ArgRole {
     /// Empty, not used.
     Empty,
-    /// Given but of no use in this form.
-    Unused,
     /// A PEM file of certificates without a key.
     CertificatePem,
     /// A PEM file holding certificates and their key.

@@ -318,7 +318,6 @@ fn pem_problem(p: &PemProblem, lang: Lang) -> String {
 fn arg_role(r: ArgRole, lang: Lang) -> &'static str {
     match r {
         ArgRole::Empty => lang.pick("не указан", "not given"),
-        ArgRole::Unused => lang.pick("не используется", "not used"),
         ArgRole::CertificatePem => lang.pick(
             "файл PEM с сертификатами, без ключа",
             "a PEM file with certificates, without a key",

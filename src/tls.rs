@@ -1102,6 +1102,135 @@ mod tests {
         assert_eq!(sections[1].der, vec![0x04, 0x10, 0x41]);
     }
 
+    /// Every text of the TLS and file errors: English without Cyrillic, Russian with it,
+    /// neither with type names or Debug output.
+    #[test]
+    fn texts_are_in_one_language_and_without_internal_names() {
+        use crate::lang::Lang;
+        let io = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let args = || {
+            [
+                arg("c.pem", ArgRole::CombinedPem),
+                arg("secret", ArgRole::Password),
+                arg("", ArgRole::Password),
+            ]
+        };
+        let mut errors: Vec<Error> = vec![
+            Error::File(FileError::Io {
+                kind: FileKind::Key,
+                path: "k".into(),
+                error: io(),
+            }),
+            Error::File(FileError::NotRegular {
+                kind: FileKind::Log,
+                path: "l".into(),
+            }),
+            Error::File(FileError::TooLarge {
+                kind: FileKind::CaBundle,
+                path: "c".into(),
+                limit: cap(FileKind::CaBundle),
+            }),
+            Error::File(FileError::NoAnswer {
+                kind: FileKind::Pfx,
+                path: "p".into(),
+                waited_ms: 5000,
+            }),
+            Error::File(FileError::NoThread(io())),
+            Error::Tls(TlsError::NoCertificates { path: "c".into() }),
+            Error::Tls(TlsError::NoKey { path: "c".into() }),
+            Error::Tls(TlsError::BadRoot { path: "c".into() }),
+            Error::Tls(TlsError::Setup),
+            Error::Tls(TlsError::BadServerName { host: "h".into() }),
+        ];
+        for problem in [
+            PemProblem::Unterminated,
+            PemProblem::BadBase64,
+            PemProblem::BadHeaders,
+            PemProblem::UnsupportedCipher("RC2-CBC".into()),
+            PemProblem::NeedsPassword,
+            PemProblem::WrongPasswordOrDamaged,
+            PemProblem::Damaged,
+        ] {
+            errors.push(pem_error("k.pem", 2, "RSA PRIVATE KEY", problem));
+        }
+        for no_key in [true, false] {
+            errors.push(Error::Tls(TlsError::Pfx {
+                path: "p".into(),
+                no_key,
+            }));
+        }
+        for (checked, client) in [(true, true), (true, false), (false, false)] {
+            errors.push(Error::Tls(TlsError::KeyMismatch {
+                cert: "c".into(),
+                key: "k".into(),
+                checked,
+                client,
+            }));
+        }
+        for problem in [
+            ArgProblem::KeyWithoutCertificate,
+            ArgProblem::NoKey,
+            ArgProblem::KeyFileMissing,
+            ArgProblem::KeyTwice,
+            ArgProblem::PasswordTwice,
+            ArgProblem::PasswordUnused,
+        ] {
+            errors.push(args_error(problem, args()));
+        }
+        let certs = [
+            CertProblem::UnknownIssuer,
+            CertProblem::Expired,
+            CertProblem::NotValidYet,
+            CertProblem::NotValidForName {
+                presented: vec!["a.example".into()],
+            },
+            CertProblem::NotValidForName { presented: vec![] },
+            CertProblem::CaUsedAsEndEntity,
+            CertProblem::Revoked,
+            CertProblem::UnknownRevocationStatus,
+            CertProblem::BadSignature,
+            CertProblem::UnsupportedSignature,
+            CertProblem::InvalidPurpose,
+            CertProblem::BadEncoding,
+            CertProblem::UnhandledCriticalExtension,
+            CertProblem::Other,
+        ];
+        let mut problems: Vec<HandshakeProblem> = certs
+            .into_iter()
+            .map(HandshakeProblem::ServerCertificate)
+            .collect();
+        problems.extend([
+            HandshakeProblem::ClientCertificateRefused,
+            HandshakeProblem::Alert(AlertKind::NoCommonParameters),
+            HandshakeProblem::Alert(AlertKind::CertificateRefused),
+            HandshakeProblem::Alert(AlertKind::AccessDenied),
+            HandshakeProblem::Alert(AlertKind::UnknownName),
+            HandshakeProblem::Alert(AlertKind::Other(90)),
+            HandshakeProblem::Incompatible,
+            HandshakeProblem::Misbehaved,
+            HandshakeProblem::Closed,
+            HandshakeProblem::Other,
+        ]);
+        for problem in problems {
+            errors.push(Error::Tls(TlsError::Handshake {
+                host: "h".into(),
+                port: 1,
+                problem,
+            }));
+        }
+        let cyrillic = |t: &str| t.chars().any(|c| ('\u{400}'..='\u{4ff}').contains(&c));
+        for e in &errors {
+            let (ru, en) = (e.text(Lang::Ru), e.text(Lang::En));
+            assert!(!cyrillic(&en), "{en}");
+            assert!(cyrillic(&ru), "{ru}");
+            for t in [&ru, &en] {
+                for bad in ["::", "Error", "Other(", "{", "secret"] {
+                    assert!(!t.contains(bad), "{bad:?} in {t}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn legacy_headers_are_checked() {
         assert_eq!(
