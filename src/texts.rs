@@ -7,8 +7,9 @@
 //! internal type names or `Debug` output, and input quoted at most [`QUOTE_LIMIT`] characters.
 
 use crate::error::{
-    AddressError, Attempt, ClientError, ConnectError, ConnectStage, Error, HandshakeError,
-    ProxyError, ProxyFault, ResponseFault, ServerError, SocketFailure, SocksReply,
+    AddressError, AlertKind, ArgProblem, ArgRole, Attempt, CertProblem, ClientError, ConnectError,
+    ConnectStage, Error, FileError, FileKind, HandshakeError, HandshakeProblem, PemProblem,
+    ProxyError, ProxyFault, ResponseFault, ServerError, SocketFailure, SocksReply, TlsError,
 };
 use crate::lang::Lang;
 
@@ -178,6 +179,8 @@ impl Error {
                 .to_owned(),
             Error::Client(e) => client(e, lang),
             Error::Server(e) => server(e, lang),
+            Error::Tls(e) => tls(e, lang),
+            Error::File(e) => file(e, lang),
             Error::Panic(msg) => {
                 if ru {
                     format!("Внутренняя ошибка компоненты (паника перехвачена): {msg}")
@@ -742,6 +745,475 @@ fn server(e: &ServerError, lang: Lang) -> String {
                 "Configure must be called before Run (the server is running)",
             )
             .to_owned(),
+    }
+}
+
+/// What a file is for, as a noun phrase: "файл ключа" / "key file".
+fn file_kind(kind: FileKind, lang: Lang) -> &'static str {
+    match kind {
+        FileKind::Certificate => lang.pick("файл сертификата", "certificate file"),
+        FileKind::Key => lang.pick("файл ключа", "key file"),
+        FileKind::Pfx => lang.pick("файл PFX", "PFX file"),
+        FileKind::CaBundle => lang.pick(
+            "файл сертификатов центров сертификации",
+            "CA certificate file",
+        ),
+        FileKind::Log => lang.pick("файл журнала", "log file"),
+    }
+}
+
+/// The OS's reason, without its own (English-only) text.
+fn io_reason(e: &std::io::Error, lang: Lang) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound => lang.pick("файл или папка не найдены", "no such file or folder"),
+        K::PermissionDenied => lang.pick("нет прав доступа", "permission denied"),
+        K::IsADirectory => lang.pick("это папка", "it is a folder"),
+        K::ReadOnlyFilesystem => lang.pick("диск только для чтения", "read-only file system"),
+        K::StorageFull => lang.pick("диск заполнен", "the disk is full"),
+        _ => {
+            return match e.raw_os_error() {
+                Some(code) => {
+                    lang.pick("ошибка ввода-вывода, код ", "input/output error, code ")
+                        .to_owned()
+                        + &code.to_string()
+                }
+                None => lang
+                    .pick("ошибка ввода-вывода", "input/output error")
+                    .to_owned(),
+            };
+        }
+    }
+    .to_owned()
+}
+
+/// A byte count as a 1C developer reads it.
+fn size(bytes: u64, lang: Lang) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} {}", bytes >> 20, lang.pick("МиБ", "MiB"))
+    } else {
+        format!("{bytes} {}", lang.pick("байт", "bytes"))
+    }
+}
+
+/// The texts of [`FileError`].
+fn file(e: &FileError, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    match e {
+        FileError::Io { kind, path, error } => {
+            let path = quote(path);
+            let why = io_reason(error, lang);
+            let what = file_kind(*kind, lang);
+            match (kind, ru) {
+                (FileKind::Log, true) => format!("Не удалось открыть {what} «{path}»: {why}"),
+                (FileKind::Log, false) => format!("Cannot open the {what} \"{path}\": {why}"),
+                (_, true) => format!("Не удалось прочитать {what} «{path}»: {why}"),
+                (_, false) => format!("Cannot read the {what} \"{path}\": {why}"),
+            }
+        }
+        FileError::NotRegular { kind, path } => {
+            let (path, what) = (quote(path), file_kind(*kind, lang));
+            if ru {
+                format!(
+                    "«{path}» ({what}) — не обычный файл (папка, устройство, канал или сокет): укажите путь к файлу"
+                )
+            } else {
+                format!(
+                    "\"{path}\" ({what}) is not a regular file (a folder, device, pipe or socket): give the path of a file"
+                )
+            }
+        }
+        FileError::TooLarge { kind, path, limit } => {
+            let (path, what, limit) = (quote(path), file_kind(*kind, lang), size(*limit, lang));
+            if ru {
+                format!("«{path}» ({what}) больше допустимых {limit}: это не тот файл?")
+            } else {
+                format!(
+                    "\"{path}\" ({what}) is larger than the allowed {limit}: is it the right file?"
+                )
+            }
+        }
+        FileError::NoAnswer {
+            kind,
+            path,
+            waited_ms,
+        } => {
+            let (path, what) = (quote(path), file_kind(*kind, lang));
+            if ru {
+                format!(
+                    "«{path}» ({what}) не открылся и не прочитался за {waited_ms} мс: путь не отвечает (сетевой ресурс недоступен?)"
+                )
+            } else {
+                format!(
+                    "\"{path}\" ({what}) did not open and read within {waited_ms} ms: the path does not answer (a network share that is unavailable?)"
+                )
+            }
+        }
+        FileError::NoThread(e) => {
+            let why = io_reason(e, lang);
+            if ru {
+                format!("Не удалось запустить поток чтения файлов: {why}")
+            } else {
+                format!("Could not start the file reading thread: {why}")
+            }
+        }
+    }
+}
+
+fn pem_problem(p: &PemProblem, lang: Lang) -> String {
+    match p {
+        PemProblem::Unterminated => lang.pick(
+            "нет строки END (файл обрезан или повреждён)",
+            "no END line (the file is truncated or damaged)",
+        ),
+        PemProblem::BadBase64 => lang.pick(
+            "содержимое не в кодировке base64 (файл повреждён)",
+            "the content is not valid base64 (the file is damaged)",
+        ),
+        PemProblem::BadHeaders => lang.pick(
+            "повреждены заголовки шифрования (Proc-Type, DEK-Info)",
+            "the encryption headers (Proc-Type, DEK-Info) are damaged",
+        ),
+        PemProblem::UnsupportedCipher(c) => {
+            let c = quote(c);
+            return if lang == Lang::Ru {
+                format!(
+                    "шифр «{c}» не поддерживается (поддерживаются AES-128-CBC, AES-192-CBC, AES-256-CBC, DES-EDE3-CBC); перешифруйте ключ: openssl pkcs8 -topk8 -in старый.pem -out ключ.pem"
+                )
+            } else {
+                format!(
+                    "the cipher \"{c}\" is not supported (AES-128-CBC, AES-192-CBC, AES-256-CBC and DES-EDE3-CBC are); re-encrypt the key: openssl pkcs8 -topk8 -in old.pem -out key.pem"
+                )
+            };
+        }
+        PemProblem::NeedsPassword => lang.pick(
+            "ключ зашифрован: укажите пароль",
+            "the key is encrypted: give its password",
+        ),
+        PemProblem::WrongPasswordOrDamaged => lang.pick(
+            "неверный пароль или повреждённый ключ",
+            "wrong password or damaged key",
+        ),
+        PemProblem::Damaged => lang.pick(
+            "содержимое повреждено или не соответствует заголовку",
+            "the content is damaged or is not what its label says",
+        ),
+    }
+    .to_owned()
+}
+
+fn arg_role(r: ArgRole, lang: Lang) -> &'static str {
+    match r {
+        ArgRole::Empty => lang.pick("не указан", "not given"),
+        ArgRole::CertificatePem => lang.pick(
+            "файл PEM с сертификатами, без ключа",
+            "a PEM file with certificates, without a key",
+        ),
+        ArgRole::CombinedPem => lang.pick(
+            "файл PEM с сертификатами и ключом",
+            "a PEM file with certificates and their key",
+        ),
+        ArgRole::Pfx => lang.pick("файл PFX (PKCS#12)", "a PFX (PKCS#12) file"),
+        ArgRole::KeyFile => lang.pick("файл ключа", "the key file"),
+        ArgRole::Password => lang.pick("пароль", "a password"),
+    }
+}
+
+fn arg_problem(p: ArgProblem, lang: Lang) -> &'static str {
+    match p {
+        ArgProblem::KeyWithoutCertificate => lang.pick(
+            "ключ или пароль указан без сертификата, и сервер запустился бы без TLS (ws://); укажите сертификат или уберите ключ и пароль",
+            "a key or password is given without a certificate, so the server would start without TLS (ws://); give the certificate or leave the key and password out",
+        ),
+        ArgProblem::NoKey => lang.pick(
+            "в файле сертификата нет закрытого ключа, а файл ключа не указан",
+            "the certificate file holds no private key and no key file is given",
+        ),
+        ArgProblem::KeyFileMissing => lang.pick(
+            "файл ключа не найден (в файле сертификата нет ключа, поэтому второй параметр — путь к файлу ключа, а не пароль)",
+            "the key file does not exist (the certificate file holds no key, so the second argument is the key file's path, not a password)",
+        ),
+        ArgProblem::KeyTwice => lang.pick(
+            "ключ уже есть в файле сертификата, а второй параметр называет ещё и файл",
+            "the certificate file already holds the key, and the second argument names a file as well",
+        ),
+        ArgProblem::PasswordTwice => lang.pick(
+            "пароль указан дважды, а используется один",
+            "a password is given twice where one is used",
+        ),
+        ArgProblem::PasswordUnused => lang.pick(
+            "указан пароль, но ключ не зашифрован (не опечатка ли это в пути к файлу ключа?)",
+            "a password is given but the key is not encrypted (is it a mistyped key file path?)",
+        ),
+    }
+}
+
+fn cert_problem(p: &CertProblem, host: &str, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    match p {
+        CertProblem::UnknownIssuer => lang.pick(
+            "сертификат сервера не доверен: его издатель неизвестен (сертификат самоподписанный или выдан центром, которого нет среди доверенных); добавьте сертификат центра в tls.ca_file",
+            "the server certificate is not trusted: its issuer is unknown (a self-signed certificate, or one issued by a CA that is not among the trusted roots); add the CA's certificate with tls.ca_file",
+        ),
+        CertProblem::Expired => lang.pick(
+            "срок действия сертификата сервера истёк (проверьте и часы этого компьютера)",
+            "the server certificate has expired (check this computer's clock too)",
+        ),
+        CertProblem::NotValidYet => lang.pick(
+            "сертификат сервера ещё не действует (проверьте часы этого компьютера)",
+            "the server certificate is not valid yet (check this computer's clock)",
+        ),
+        CertProblem::NotValidForName { presented } => {
+            let host = quote(host);
+            let names: Vec<String> = presented.iter().take(10).map(|n| quote(n)).collect();
+            let names = names.join(", ");
+            return match (ru, names.is_empty()) {
+                (true, true) => format!("сертификат сервера выдан не для «{host}»"),
+                (true, false) => {
+                    format!("сертификат сервера выдан не для «{host}», а для: {names}")
+                }
+                (false, true) => format!("the server certificate is not valid for \"{host}\""),
+                (false, false) => format!(
+                    "the server certificate is not valid for \"{host}\", only for: {names}"
+                ),
+            };
+        }
+        CertProblem::CaUsedAsEndEntity => lang.pick(
+            "сервер предъявил сертификат центра сертификации вместо собственного; на сервере нужен сертификат, выданный этим центром",
+            "the server presented a CA certificate instead of its own; the server needs a certificate issued by that CA",
+        ),
+        CertProblem::Revoked => lang.pick(
+            "сертификат сервера отозван его издателем",
+            "the server certificate has been revoked by its issuer",
+        ),
+        CertProblem::UnknownRevocationStatus => lang.pick(
+            "не удалось проверить, не отозван ли сертификат сервера",
+            "whether the server certificate was revoked could not be checked",
+        ),
+        CertProblem::BadSignature => lang.pick(
+            "подпись сертификата сервера неверна",
+            "the signature of the server certificate is invalid",
+        ),
+        CertProblem::UnsupportedSignature => lang.pick(
+            "сертификат сервера подписан неподдерживаемым алгоритмом",
+            "the server certificate is signed with an unsupported algorithm",
+        ),
+        CertProblem::InvalidPurpose => lang.pick(
+            "сертификат сервера выдан не для аутентификации сервера",
+            "the server certificate is not issued for server authentication",
+        ),
+        CertProblem::BadEncoding => lang.pick(
+            "сертификат сервера повреждён",
+            "the server certificate is malformed",
+        ),
+        CertProblem::UnhandledCriticalExtension => lang.pick(
+            "сертификат сервера содержит неизвестное критическое расширение",
+            "the server certificate has an unknown critical extension",
+        ),
+        CertProblem::Other => lang.pick(
+            "сертификат сервера отклонён",
+            "the server certificate was rejected",
+        ),
+    }
+    .to_owned()
+}
+
+fn handshake_problem(p: &HandshakeProblem, host: &str, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    match p {
+        HandshakeProblem::ServerCertificate(c) => return cert_problem(c, host, lang),
+        HandshakeProblem::ClientCertificateRefused => lang.pick(
+            "сервер не принял клиентский сертификат или требует его (tls.cert_file / tls.pfx_file)",
+            "the server refused the client certificate or requires one (tls.cert_file / tls.pfx_file)",
+        ),
+        HandshakeProblem::Alert(AlertKind::NoCommonParameters) | HandshakeProblem::Incompatible => {
+            lang.pick(
+                "у сервера и компоненты нет общих версий протокола TLS или шифров",
+                "the server and the add-in have no TLS version or cipher in common",
+            )
+        }
+        HandshakeProblem::Alert(AlertKind::CertificateRefused) => lang.pick(
+            "сервер отклонил сертификат",
+            "the server refused a certificate",
+        ),
+        HandshakeProblem::Alert(AlertKind::AccessDenied) => {
+            lang.pick("сервер отказал в доступе", "the server denied access")
+        }
+        HandshakeProblem::Alert(AlertKind::UnknownName) => {
+            let host = quote(host);
+            return if ru {
+                format!("сервер не обслуживает имя «{host}» (SNI)")
+            } else {
+                format!("the server does not serve the name \"{host}\" (SNI)")
+            };
+        }
+        HandshakeProblem::Alert(AlertKind::Other(n)) => {
+            return if ru {
+                format!("сервер прервал рукопожатие (сигнал TLS номер {n})")
+            } else {
+                format!("the server aborted the handshake (TLS alert number {n})")
+            };
+        }
+        HandshakeProblem::Misbehaved => lang.pick(
+            "сервер нарушил протокол TLS (возможно, по этому адресу нет TLS: попробуйте ws:// вместо wss://)",
+            "the server broke the TLS protocol (perhaps there is no TLS at this address: try ws:// instead of wss://)",
+        ),
+        HandshakeProblem::Closed => lang.pick(
+            "сервер закрыл соединение во время рукопожатия TLS",
+            "the server closed the connection during the TLS handshake",
+        ),
+        HandshakeProblem::Other => {
+            lang.pick("рукопожатие TLS не удалось", "the TLS handshake failed")
+        }
+    }
+    .to_owned()
+}
+
+/// The texts of [`TlsError`].
+fn tls(e: &TlsError, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    match e {
+        TlsError::Pem {
+            path,
+            section,
+            label,
+            problem,
+        } => {
+            let (path, label, why) = (quote(path), quote(label), pem_problem(problem, lang));
+            if ru {
+                format!("Раздел {section} ({label}) файла «{path}»: {why}")
+            } else {
+                format!("Section {section} ({label}) of \"{path}\": {why}")
+            }
+        }
+        TlsError::NoCertificates { path } => {
+            let path = quote(path);
+            if ru {
+                format!("В файле «{path}» нет сертификатов (BEGIN CERTIFICATE)")
+            } else {
+                format!("No certificates (BEGIN CERTIFICATE) in \"{path}\"")
+            }
+        }
+        TlsError::NoKey { path } => {
+            let path = quote(path);
+            if ru {
+                format!(
+                    "В файле «{path}» нет закрытого ключа (BEGIN PRIVATE KEY, RSA PRIVATE KEY или EC PRIVATE KEY)"
+                )
+            } else {
+                format!(
+                    "No private key (BEGIN PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY) in \"{path}\""
+                )
+            }
+        }
+        TlsError::BadRoot { path } => {
+            let path = quote(path);
+            if ru {
+                format!(
+                    "Сертификат из «{path}» не подходит как корневой: нужен сертификат центра сертификации"
+                )
+            } else {
+                format!("A certificate of \"{path}\" cannot be a root: give a CA certificate")
+            }
+        }
+        TlsError::Pfx { path, no_key } => {
+            let path = quote(path);
+            match (no_key, ru) {
+                (true, true) => format!("В файле «{path}» нет закрытого ключа с сертификатом"),
+                (true, false) => format!("No private key with a certificate in \"{path}\""),
+                (false, true) => format!(
+                    "Не удалось открыть «{path}»: неверный пароль или повреждённый файл PFX"
+                ),
+                (false, false) => {
+                    format!("Cannot open \"{path}\": wrong password or damaged PFX file")
+                }
+            }
+        }
+        TlsError::KeyMismatch {
+            cert,
+            key,
+            checked,
+            client,
+        } => {
+            let (cert, key) = (quote(cert), quote(key));
+            let whose = match (client, ru) {
+                (true, true) => "Клиентский сертификат",
+                (false, true) => "Сертификат",
+                (true, false) => "The client certificate",
+                (false, false) => "The certificate",
+            };
+            match (checked, ru) {
+                (true, true) => format!(
+                    "{whose} «{cert}» и ключ «{key}» не подходят друг другу: укажите ключ этого сертификата"
+                ),
+                (true, false) => format!(
+                    "{whose} \"{cert}\" and the key \"{key}\" do not match: give this certificate's key"
+                ),
+                (false, true) => format!(
+                    "Тип ключа «{key}» не поддерживается (поддерживаются RSA, ECDSA P-256 и P-384, Ed25519)"
+                ),
+                (false, false) => format!(
+                    "The key type of \"{key}\" is not supported (RSA, ECDSA P-256 and P-384, Ed25519 are)"
+                ),
+            }
+        }
+        TlsError::ServerArgs { problem, args } => {
+            let names = if ru {
+                ["Сертификат", "КлючИлиПароль", "Пароль"]
+            } else {
+                ["Certificate", "KeyOrPassword", "Password"]
+            };
+            let parts: Vec<String> = args
+                .iter()
+                .zip(names)
+                .map(|(a, name)| {
+                    let role = arg_role(a.role, lang);
+                    match a.role {
+                        ArgRole::Empty => format!("{name}: {role}"),
+                        // A password is never echoed.
+                        ArgRole::Password => format!("{name}: {role}"),
+                        _ if ru => format!("{name} «{}»: {role}", quote(&a.value)),
+                        _ => format!("{name} \"{}\": {role}", quote(&a.value)),
+                    }
+                })
+                .collect();
+            let why = arg_problem(*problem, lang);
+            if ru {
+                format!(
+                    "Запустить: {why}. Как поняты параметры: {}",
+                    parts.join("; ")
+                )
+            } else {
+                format!("Run: {why}. The arguments were understood as: {}", parts.join("; "))
+            }
+        }
+        TlsError::Setup => lang
+            .pick(
+                "Не удалось настроить TLS: нет пригодных версий протокола или корневых сертификатов",
+                "Cannot set up TLS: no usable protocol versions or root certificates",
+            )
+            .to_owned(),
+        TlsError::BadServerName { host } => {
+            let host = quote(host);
+            if ru {
+                format!("Имя узла «{host}» нельзя использовать для TLS")
+            } else {
+                format!("The host name \"{host}\" cannot be used for TLS")
+            }
+        }
+        TlsError::Handshake {
+            host,
+            port,
+            problem,
+        } => {
+            let why = handshake_problem(problem, host, lang);
+            let host = quote(host);
+            if ru {
+                format!("Ошибка TLS при подключении к {host}:{port}: {why}")
+            } else {
+                format!("TLS error connecting to {host}:{port}: {why}")
+            }
+        }
     }
 }
 

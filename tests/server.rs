@@ -844,7 +844,7 @@ fn the_log_tells_what_happened_without_message_bodies() {
         std::thread::sleep(Duration::from_millis(10));
     }
     server.call("Остановить", &mut []).unwrap();
-    let log = std::fs::read_to_string(&path).unwrap();
+    let log = common::read_log(&path, "stopping 127.0.0.1:");
     for needle in [
         "listening on 127.0.0.1:",
         "refused 127.0.0.1:",

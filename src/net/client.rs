@@ -202,77 +202,23 @@ impl Shared {
 
 type Ws = WebSocketStream<MaybeTls>;
 
-/// Whether `e` means the server wants (another) client certificate: one of its alerts that
-/// say so, or any failure after it asked for a certificate we did not have (under TLS 1.3
-/// it checks after the handshake and may just hang up).
+/// Whether `e` means the server wants (another) client certificate (see
+/// [`tls::client_cert_refused`]).
 fn client_cert_refused(e: &std::io::Error, auth: Option<&tls::ClientAuth>) -> bool {
-    use rustls::AlertDescription as A;
-    auth.is_some_and(tls::ClientAuth::asked_without_certificate)
-        || matches!(
-            e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
-            Some(rustls::Error::AlertReceived(
-                A::CertificateRequired
-                    | A::BadCertificate
-                    | A::UnknownCA
-                    | A::CertificateUnknown
-                    | A::AccessDenied
-                    | A::HandshakeFailure
-            ))
-        )
+    tls::client_cert_refused(e, auth)
 }
 
-fn client_cert_error(t: &Target, e: &std::io::Error) -> Error {
-    Error::net(
-        format!(
-            "Ошибка TLS при подключении к {}:{}: сервер не принял клиентский сертификат или требует его (tls.cert_file / tls.pfx_file): {e}",
-            t.host, t.port
-        ),
-        format!(
-            "TLS error connecting to {}:{}: the server refused the client certificate or requires one (tls.cert_file / tls.pfx_file): {e}",
-            t.host, t.port
-        ),
-    )
+fn client_cert_error(t: &Target, _e: &std::io::Error) -> Error {
+    Error::Tls(crate::error::TlsError::Handshake {
+        host: t.host.clone(),
+        port: t.port,
+        problem: crate::error::HandshakeProblem::ClientCertificateRefused,
+    })
 }
 
+/// A failed TLS handshake, classified from rustls's typed error.
 fn tls_error(t: &Target, e: &std::io::Error, auth: &tls::ClientAuth) -> Error {
-    if client_cert_refused(e, Some(auth)) {
-        return client_cert_error(t, e);
-    }
-    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
-    let (ru, en) = match inner {
-        Some(rustls::Error::InvalidCertificate(c)) => {
-            let why = format!("{c:?}");
-            if why.contains("UnknownIssuer")
-                || why.contains("untrusted")
-                || why.contains("Untrusted")
-            {
-                (
-                    "сертификат сервера не доверен (издатель неизвестен)".to_owned(),
-                    "the server certificate is not trusted (unknown issuer)".to_owned(),
-                )
-            } else if why.contains("NotValidForName") {
-                (
-                    format!("сертификат сервера выдан не для «{}»", t.host),
-                    format!("the server certificate is not valid for \"{}\"", t.host),
-                )
-            } else if why.contains("Expired") {
-                (
-                    "срок действия сертификата сервера истёк".to_owned(),
-                    "the server certificate has expired".to_owned(),
-                )
-            } else {
-                (
-                    format!("сертификат сервера отклонён: {why}"),
-                    format!("the server certificate was rejected: {why}"),
-                )
-            }
-        }
-        _ => (e.to_string(), e.to_string()),
-    };
-    Error::net(
-        format!("Ошибка TLS при подключении к {}:{}: {ru}", t.host, t.port),
-        format!("TLS error connecting to {}:{}: {en}", t.host, t.port),
-    )
+    tls::handshake_error(&t.host, t.port, e, Some(auth))
 }
 
 fn handshake_error(t: &Target, e: WsError, auth: Option<&tls::ClientAuth>) -> Error {
@@ -391,7 +337,7 @@ async fn establish(
     let mut auth = None;
     let stream = if t.tls {
         *stage = ConnectStage::Tls;
-        let (config, a) = tls::client_config(&o.tls)?;
+        let (config, a) = tls::client_config(&o.tls).await?;
         auth = Some(a.clone());
         let name = ServerName::try_from(t.host.clone()).map_err(|_| {
             Error::Connect(ConnectError::TlsName {

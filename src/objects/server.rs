@@ -120,15 +120,7 @@ impl Server {
             Some(l) => l.open()?,
             None => Log::default(),
         });
-        let tls = if cert.is_empty() {
-            None
-        } else {
-            Some(TlsAcceptor::from(tls::server_config(
-                cert,
-                key_or_password,
-                password,
-            )?))
-        };
+        let tls = tls::server_config(cert, key_or_password, password)?.map(TlsAcceptor::from);
         let addr = Self::bind_address(&interface, port)?;
         let listen_error = |e: std::io::Error| {
             use std::io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};

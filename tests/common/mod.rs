@@ -671,3 +671,37 @@ pub fn echo_server() -> WsServer {
         }
     })
 }
+/// One step of a server's pull echo loop (`Принять` for 50 ms, then the same data back as
+/// text or binary); for driving a server while a peer process runs.
+pub fn server_echo_once(server: &Obj) {
+    let mut args = [
+        ws1c_host::Var::I4(50),
+        ws1c_host::Var::Empty,
+        ws1c_host::Var::Empty,
+    ];
+    if server.call("Принять", &mut args).ok() != Some(ws1c_host::Var::Bool(true)) {
+        return;
+    }
+    let id = args[1].as_f64().unwrap_or_default() as i32;
+    let data = args[2].clone();
+    let method = if matches!(data, ws1c_host::Var::Blob(_)) {
+        "ОтправитьДвоичныеДанные"
+    } else {
+        "Отправить"
+    };
+    let _ = server.call(method, &mut [ws1c_host::Var::I4(id), data]);
+}
+
+/// The text of the log file at `path` once it contains `last` (or after 5 s, whatever it
+/// holds then): the log is written by its own thread, so its last lines may land a moment
+/// after the call that logged them returned.
+pub fn read_log(path: &std::path::Path, last: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(last) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
