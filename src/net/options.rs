@@ -445,51 +445,17 @@ pub(crate) struct SharedKeys {
 
 impl SharedKeys {
     /// The limits, `d`'s where a key is absent.
+    // One key per line, as in the documentation's table.
+    #[rustfmt::skip]
     pub(crate) fn limits(&self, d: Limits) -> Result<Limits, Fault> {
         Ok(Limits {
-            max_message_size: size(
-                "max_message_size",
-                self.max_message_size,
-                16,
-                1 << 31,
-                d.max_message_size,
-            )?,
-            max_frame_size: size(
-                "max_frame_size",
-                self.max_frame_size,
-                16,
-                1 << 31,
-                d.max_frame_size,
-            )?,
-            read_buffer_size: size(
-                "read_buffer_size",
-                self.read_buffer_size,
-                256,
-                16 << 20,
-                d.read_buffer_size,
-            )?,
-            write_buffer_size: size(
-                "write_buffer_size",
-                self.write_buffer_size,
-                0,
-                16 << 20,
-                d.write_buffer_size,
-            )?,
+            max_message_size: size("max_message_size", self.max_message_size, 16, 1 << 31, d.max_message_size)?,
+            max_frame_size: size("max_frame_size", self.max_frame_size, 16, 1 << 31, d.max_frame_size)?,
+            read_buffer_size: size("read_buffer_size", self.read_buffer_size, 256, 16 << 20, d.read_buffer_size)?,
+            write_buffer_size: size("write_buffer_size", self.write_buffer_size, 0, 16 << 20, d.write_buffer_size)?,
             send_queue: size("send_queue", self.send_queue, 1, 1_000_000, d.send_queue)?,
-            send_timeout: millis(
-                "send_timeout_ms",
-                self.send_timeout_ms,
-                0,
-                3_600_000,
-                d.send_timeout,
-            )?,
-            close_timeout: millis(
-                "close_timeout_ms",
-                self.close_timeout_ms,
-                0,
-                600_000,
-                d.close_timeout,
-            )?,
+            send_timeout: millis("send_timeout_ms", self.send_timeout_ms, 0, 3_600_000, d.send_timeout)?,
+            close_timeout: millis("close_timeout_ms", self.close_timeout_ms, 0, 600_000, d.close_timeout)?,
         })
     }
 
@@ -683,7 +649,9 @@ impl Proxy {
             return Err(ProxyFault::Form);
         }
         let host = match url.host() {
-            Some(Host::Domain(d)) if !d.is_empty() => d.to_owned(),
+            // 253: the longest name DNS carries (RFC 1035); it also bounds every text that
+            // names the proxy.
+            Some(Host::Domain(d)) if !d.is_empty() && d.len() <= 253 => d.to_owned(),
             Some(Host::Ipv4(a)) => a.to_string(),
             Some(Host::Ipv6(a)) => a.to_string(),
             _ => return Err(ProxyFault::Host),
@@ -867,6 +835,8 @@ impl ClientOptions {
 }
 
 impl ClientKeys {
+    // One key per line, as in the documentation's table.
+    #[rustfmt::skip]
     fn check(self, shared: SharedKeys) -> Result<ClientOptions, Fault> {
         let d = ClientOptions::default();
         Ok(ClientOptions {
@@ -876,19 +846,8 @@ impl ClientKeys {
             limits: shared.limits(d.limits)?,
             tls: self.tls.check()?,
             proxy: Proxy::from_option(&self.proxy)?,
-            ping_interval: period(
-                "ping_interval_ms",
-                self.ping_interval_ms,
-                86_400_000,
-                d.ping_interval,
-            )?,
-            pong_timeout: millis(
-                "pong_timeout_ms",
-                self.pong_timeout_ms,
-                1,
-                3_600_000,
-                d.pong_timeout,
-            )?,
+            ping_interval: period("ping_interval_ms", self.ping_interval_ms, 86_400_000, d.ping_interval)?,
+            pong_timeout: millis("pong_timeout_ms", self.pong_timeout_ms, 1, 3_600_000, d.pong_timeout)?,
             reconnect: reconnect(self.reconnect)?,
             log: shared.log()?,
         })
@@ -940,28 +899,14 @@ fn reconnect(v: Option<Json>) -> Result<Reconnect, Fault> {
         })?,
         Some(v) => return Err(Fault::wrong("reconnect", Expected::BoolOrObject, shown(&v))),
     };
-    let attempts = k
-        .max_attempts
-        .map(|n| bounded("reconnect.max_attempts", n, 0, u32::MAX.into()));
+    #[rustfmt::skip]
     let c = Reconnect {
         enabled: k.enabled,
-        min_delay: millis(
-            "reconnect.min_delay_ms",
-            k.min_delay_ms,
-            0,
-            3_600_000,
-            d.min_delay,
-        )?,
-        max_delay: millis(
-            "reconnect.max_delay_ms",
-            k.max_delay_ms,
-            0,
-            86_400_000,
-            d.max_delay,
-        )?,
-        max_attempts: attempts
-            .transpose()?
-            .map_or(d.max_attempts, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        min_delay: millis("reconnect.min_delay_ms", k.min_delay_ms, 0, 3_600_000, d.min_delay)?,
+        max_delay: millis("reconnect.max_delay_ms", k.max_delay_ms, 0, 86_400_000, d.max_delay)?,
+        max_attempts: size("reconnect.max_attempts", k.max_attempts, 0, u32::MAX.into(), d.max_attempts as usize)?
+            .try_into()
+            .unwrap_or(u32::MAX),
     };
     if c.max_delay < c.min_delay {
         return Err(Fault::at(
@@ -1226,6 +1171,7 @@ mod tests {
             ("https://h:1", ProxyFault::Scheme),
             ("http://:1", ProxyFault::Host),
             ("http://[::1:1", ProxyFault::Host),
+            (&*format!("http://{}:1", "h".repeat(254)), ProxyFault::Host),
             ("socks5://[::1", ProxyFault::Host),
             ("http://h", ProxyFault::Port),
             ("http://h:", ProxyFault::Port),

@@ -146,74 +146,39 @@ struct PersistentKeys {
 }
 
 impl ServerKeys {
+    // One key per line, as in the documentation's table.
+    #[rustfmt::skip]
     fn check(self, shared: SharedKeys) -> Result<ServerOptions, Fault> {
         let d = ServerOptions::default();
         let auth = match self.auth {
             None => None,
-            Some(AuthKeys {
-                bearer: Some(token),
-                basic: None,
-            }) => Some(Auth::Bearer(token)),
-            Some(AuthKeys {
-                bearer: None,
-                basic: Some(b),
-            }) => Some(Auth::Basic(
-                base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", b.user, b.password)),
-            )),
+            Some(AuthKeys { bearer: Some(token), basic: None }) => Some(Auth::Bearer(token)),
+            Some(AuthKeys { bearer: None, basic: Some(b) }) => {
+                let pair = format!("{}:{}", b.user, b.password);
+                Some(Auth::Basic(base64::engine::general_purpose::STANDARD.encode(pair)))
+            }
             Some(_) => return Err(Fault::wrong("auth", Expected::Auth, "{…}".to_owned())),
         };
         let persistent = match self.persistent {
             None => None,
             Some(p) if p.name.trim().is_empty() => {
-                return Err(Fault::wrong(
-                    "persistent.name",
-                    Expected::NonBlank,
-                    shown_text(&p.name),
-                ));
+                return Err(Fault::wrong("persistent.name", Expected::NonBlank, shown_text(&p.name)));
             }
             Some(p) => Some(PersistentOptions {
+                idle_expiry: period("persistent.idle_expiry_ms", p.idle_expiry_ms, 365 * 86_400_000, None)?,
                 name: p.name,
-                idle_expiry: period(
-                    "persistent.idle_expiry_ms",
-                    p.idle_expiry_ms,
-                    365 * 86_400_000,
-                    None,
-                )?,
             }),
         };
         Ok(ServerOptions {
-            max_connections: size(
-                "max_connections",
-                self.max_connections,
-                1,
-                100_000,
-                d.max_connections,
-            )?,
-            handshake_timeout: millis(
-                "handshake_timeout_ms",
-                self.handshake_timeout_ms,
-                1,
-                600_000,
-                d.handshake_timeout,
-            )?,
+            max_connections: size("max_connections", self.max_connections, 1, 100_000, d.max_connections)?,
+            handshake_timeout: millis("handshake_timeout_ms", self.handshake_timeout_ms, 1, 600_000, d.handshake_timeout)?,
             limits: shared.limits(d.limits)?,
             origins: self.allowed_origins,
             paths: self.allowed_paths,
             subprotocols: tokens("subprotocols", self.subprotocols)?,
             auth,
-            ping_interval: period(
-                "ping_interval_ms",
-                self.ping_interval_ms,
-                86_400_000,
-                d.ping_interval,
-            )?,
-            idle_timeout: period(
-                "idle_timeout_ms",
-                self.idle_timeout_ms,
-                86_400_000,
-                d.idle_timeout,
-            )?,
+            ping_interval: period("ping_interval_ms", self.ping_interval_ms, 86_400_000, d.ping_interval)?,
+            idle_timeout: period("idle_timeout_ms", self.idle_timeout_ms, 86_400_000, d.idle_timeout)?,
             log: shared.log()?,
             persistent,
         })
