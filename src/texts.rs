@@ -205,8 +205,8 @@ fn options(e: &OptionsError, lang: Lang) -> String {
             .to_owned(),
         OptionsProblem::KeyWithoutCertificate => lang
             .pick(
-                "tls.key_file указан без tls.cert_file",
-                "tls.key_file is given without tls.cert_file",
+                "tls.key_file указан без tls.cert_file: укажите и файл сертификата",
+                "tls.key_file is given without tls.cert_file: give the certificate file too",
             )
             .to_owned(),
         OptionsProblem::DelayOrder => lang

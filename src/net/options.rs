@@ -1035,8 +1035,8 @@ mod tests {
             ),
             (
                 r#"{"tls": {"key_file": "k.pem"}}"#,
-                format!("{c}: tls.key_file указан без tls.cert_file"),
-                "Connection options: tls.key_file is given without tls.cert_file".to_owned(),
+                format!("{c}: tls.key_file указан без tls.cert_file: укажите и файл сертификата"),
+                "Connection options: tls.key_file is given without tls.cert_file: give the certificate file too".to_owned(),
             ),
             (
                 r#"{"tls": {"pfx_file": "a.pfx", "key_file": "k.pem"}}"#,
