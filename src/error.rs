@@ -116,6 +116,8 @@ pub enum Error {
     Tls(TlsError),
     /// A file the add-in reads or writes (certificates, keys, PFX, CA bundles, the log).
     File(FileError),
+    /// A mistake in the JSON options of `Подключиться` or `Настроить`.
+    Options(OptionsError),
     /// A panic caught at the FFI boundary; the process lives on.
     Panic(String),
     /// The async runtime could not start (threads refused by the OS).
@@ -726,6 +728,120 @@ impl From<TlsError> for Error {
     fn from(e: TlsError) -> Error {
         Error::Tls(e)
     }
+}
+
+impl From<OptionsError> for Error {
+    fn from(e: OptionsError) -> Error {
+        Error::Options(e)
+    }
+}
+
+/// Whose JSON options an [`OptionsError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionsObject {
+    /// `Параметры` of the client's `Подключиться`.
+    Client,
+    /// `Параметры` of the server's `Настроить`.
+    Server,
+}
+
+/// A mistake in JSON options: which object, which key, what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptionsError {
+    /// Whose options.
+    pub object: OptionsObject,
+    /// The key path (`tls.roots`, `subprotocols[1]`); empty for the options as a whole.
+    pub key: String,
+    /// What is wrong with it.
+    pub problem: OptionsProblem,
+}
+
+/// What is wrong with one key of JSON options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OptionsProblem {
+    /// The text is not JSON; the position of the first fault.
+    NotJson {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// A value of the wrong type, out of range or not one of the accepted ones.
+    Wrong {
+        /// What the key accepts.
+        expected: Expected,
+        /// What arrived: JSON text of a scalar (bounded), `[…]` or `{…}`.
+        got: String,
+    },
+    /// A key the object does not have.
+    Unknown {
+        /// The keys it has, at that level.
+        accepted: Vec<&'static str>,
+    },
+    /// A required key is absent.
+    Missing,
+    /// `tls.pfx_file` together with `tls.cert_file` or `tls.key_file`.
+    TwoClientCertificates,
+    /// `tls.key_file` without `tls.cert_file`.
+    KeyWithoutCertificate,
+    /// `reconnect.max_delay_ms` below `reconnect.min_delay_ms`.
+    DelayOrder,
+    /// A proxy address that cannot be used.
+    Proxy {
+        /// The address as given, its user and password masked (bounded).
+        got: String,
+        /// What is wrong with it.
+        fault: ProxyUrlFault,
+    },
+}
+
+/// What an option key accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// A JSON object.
+    Object,
+    /// An array.
+    Array,
+    /// A string.
+    String,
+    /// `true` or `false`.
+    Bool,
+    /// A whole number (no sign, no fraction).
+    Whole,
+    /// A whole number within bounds.
+    Range {
+        /// The least accepted.
+        min: u64,
+        /// The greatest accepted.
+        max: u64,
+    },
+    /// `true`, `false` or an object (`reconnect`).
+    BoolOrObject,
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+    /// A string that is not blank.
+    NonBlank,
+    /// A subprotocol name: an HTTP token (RFC 7230 `tchar`s).
+    Token,
+    /// `{"bearer": …}` or `{"basic": {…}}` (`auth`).
+    Auth,
+    /// Anything the key accepts (a check with no kind of its own).
+    Valid,
+}
+
+/// What is wrong with a proxy address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyUrlFault {
+    /// Not of the form `scheme://[user:password@]host:port`.
+    Form,
+    /// A scheme other than `http`, `socks5`, `socks4`.
+    Scheme,
+    /// A host that is empty or not a valid name or address (an unclosed `[` too).
+    Host,
+    /// No port, or one outside 1…65535.
+    Port,
+    /// A user or password for SOCKS4, which has none.
+    Socks4Password,
 }
 
 /// Failures of the client object's own calls (the connection's are in other areas).

@@ -8,8 +8,9 @@
 
 use crate::error::{
     AddressError, AlertKind, ArgProblem, ArgRole, Attempt, CertProblem, ClientError, ConnectError,
-    ConnectStage, Error, FileError, FileKind, HandshakeError, HandshakeProblem, PemProblem,
-    ProxyError, ProxyFault, ResponseFault, ServerError, SocketFailure, SocksReply, TlsError,
+    ConnectStage, Error, Expected, FileError, FileKind, HandshakeError, HandshakeProblem,
+    OptionsError, OptionsObject, OptionsProblem, PemProblem, ProxyError, ProxyFault, ProxyUrlFault,
+    ResponseFault, ServerError, SocketFailure, SocksReply, TlsError,
 };
 use crate::lang::Lang;
 
@@ -181,6 +182,7 @@ impl Error {
             Error::Server(e) => server(e, lang),
             Error::Tls(e) => tls(e, lang),
             Error::File(e) => file(e, lang),
+            Error::Options(e) => options(e, lang),
             Error::Panic(msg) => {
                 if ru {
                     format!("Внутренняя ошибка компоненты (паника перехвачена): {msg}")
@@ -1214,6 +1216,162 @@ fn tls(e: &TlsError, lang: Lang) -> String {
                 format!("TLS error connecting to {host}:{port}: {why}")
             }
         }
+    }
+}
+
+/// A mistake in JSON options: `<object>: key <path>: expected …, got …` and the like.
+fn options(e: &OptionsError, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    let object = match e.object {
+        OptionsObject::Client => lang.pick("Параметры подключения", "Connection options"),
+        OptionsObject::Server => lang.pick("Параметры сервера", "Server options"),
+    };
+    let key = quote(&e.key);
+    let what = match &e.problem {
+        OptionsProblem::NotJson { line, column } => {
+            if ru {
+                format!("это не JSON (строка {line}, позиция {column})")
+            } else {
+                format!("not valid JSON (line {line}, column {column})")
+            }
+        }
+        OptionsProblem::Wrong { expected, got } => {
+            let expected = expected_value(expected, lang);
+            let got = quote(got);
+            if ru {
+                format!("ожидается {expected}, получено {got}")
+            } else {
+                format!("expected {expected}, got {got}")
+            }
+        }
+        OptionsProblem::Unknown { accepted } => {
+            let accepted = accepted.join(", ");
+            return if ru {
+                format!("{object}: неизвестный параметр «{key}»; допустимы: {accepted}")
+            } else {
+                format!("{object}: unknown key \"{key}\"; accepted: {accepted}")
+            };
+        }
+        OptionsProblem::Missing => {
+            return if ru {
+                format!("{object}: нет обязательного ключа {key}")
+            } else {
+                format!("{object}: the required key {key} is missing")
+            };
+        }
+        OptionsProblem::TwoClientCertificates => lang
+            .pick(
+                "укажите клиентский сертификат либо в tls.pfx_file, либо в tls.cert_file (+ tls.key_file), но не в обоих",
+                "give the client certificate either as tls.pfx_file or as tls.cert_file (+ tls.key_file), not both",
+            )
+            .to_owned(),
+        OptionsProblem::KeyWithoutCertificate => lang
+            .pick(
+                "tls.key_file указан без tls.cert_file: укажите и файл сертификата",
+                "tls.key_file is given without tls.cert_file: give the certificate file too",
+            )
+            .to_owned(),
+        OptionsProblem::DelayOrder => lang
+            .pick(
+                "reconnect.max_delay_ms меньше reconnect.min_delay_ms",
+                "reconnect.max_delay_ms is less than reconnect.min_delay_ms",
+            )
+            .to_owned(),
+        OptionsProblem::Proxy { got, fault } => proxy_address(&quote(got), *fault, lang),
+    };
+    let keyed = matches!(
+        e.problem,
+        OptionsProblem::Wrong { .. } | OptionsProblem::Proxy { .. }
+    );
+    match (keyed && !key.is_empty(), ru) {
+        (true, true) => format!("{object}: ключ {key}: {what}"),
+        (true, false) => format!("{object}: key {key}: {what}"),
+        (false, _) => format!("{object}: {what}"),
+    }
+}
+
+/// What an option key accepts, as the object of "expected".
+fn expected_value(e: &Expected, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    match e {
+        Expected::Object => lang.pick("объект JSON", "a JSON object").to_owned(),
+        Expected::Array => lang.pick("массив", "an array").to_owned(),
+        Expected::String => lang.pick("строка", "a string").to_owned(),
+        Expected::Bool => lang.pick("Булево (true или false)", "true or false").to_owned(),
+        Expected::Whole => lang
+            .pick("целое неотрицательное число", "a whole number")
+            .to_owned(),
+        Expected::Range { min, max } => {
+            if ru {
+                format!("целое число от {min} до {max}")
+            } else {
+                format!("a whole number from {min} to {max}")
+            }
+        }
+        Expected::BoolOrObject => lang
+            .pick(
+                "Булево (true или false) или объект JSON",
+                "true, false or a JSON object",
+            )
+            .to_owned(),
+        Expected::OneOf(words) => match words.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => {
+                let or = lang.pick("или", "or");
+                format!("{} {or} {last}", rest.join(", "))
+            }
+            None => String::new(),
+        },
+        Expected::NonBlank => lang.pick("непустая строка", "a non-blank string").to_owned(),
+        Expected::Token => lang
+            .pick(
+                "имя подпротокола: непустое слово из латинских букв, цифр и знаков !#$%&'*+-.^_`|~ (без пробелов, запятых и скобок)",
+                "a subprotocol name: a non-empty word of Latin letters, digits and !#$%&'*+-.^_`|~ (no spaces, commas or brackets)",
+            )
+            .to_owned(),
+        Expected::Auth => lang
+            .pick(
+                r#"{"bearer": "…"} или {"basic": {"user": "…", "password": "…"}}"#,
+                r#"{"bearer": "…"} or {"basic": {"user": "…", "password": "…"}}"#,
+            )
+            .to_owned(),
+        Expected::Valid => lang.pick("допустимое значение", "a valid value").to_owned(),
+    }
+}
+
+/// `invalid proxy address "…": why; expected <the forms>`.
+fn proxy_address(got: &str, fault: ProxyUrlFault, lang: Lang) -> String {
+    let why = match fault {
+        ProxyUrlFault::Form => "",
+        ProxyUrlFault::Scheme => lang.pick(
+            ": поддерживаются схемы http, socks5 и socks4",
+            ": the scheme must be http, socks5 or socks4",
+        ),
+        ProxyUrlFault::Host => lang.pick(
+            ": неверное имя или адрес узла",
+            ": invalid host name or address",
+        ),
+        ProxyUrlFault::Port => lang.pick(
+            ": нужен порт от 1 до 65535",
+            ": a port from 1 to 65535 is required",
+        ),
+        ProxyUrlFault::Socks4Password => {
+            return lang
+                .pick(
+                    "SOCKS4 не поддерживает пароль: используйте socks5://",
+                    "SOCKS4 has no passwords: use socks5://",
+                )
+                .to_owned();
+        }
+    };
+    if lang == Lang::Ru {
+        format!(
+            "неверный адрес прокси «{got}»{why}; ожидается http://[пользователь:пароль@]узел:порт, socks5://[пользователь:пароль@]узел:порт или socks4://узел:порт"
+        )
+    } else {
+        format!(
+            "invalid proxy address \"{got}\"{why}; expected http://[user:password@]host:port, socks5://[user:password@]host:port or socks4://host:port"
+        )
     }
 }
 

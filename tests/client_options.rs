@@ -608,29 +608,118 @@ fn option_mistakes_are_clear_errors() {
     let _g = serial();
     let c = create_with("Client", job());
     for (opts, needle) in [
-        (r#"{"proxy": "127.0.0.1:3128"}"#, "«proxy» должен иметь вид"),
+        (
+            r#"{"proxy": "127.0.0.1:3128"}"#,
+            "ключ proxy: неверный адрес прокси «127.0.0.1:3128»; ожидается http://",
+        ),
         (
             r#"{"reconnect": {"enabled": "да"}}"#,
-            "«reconnect.enabled» должен быть Истина или Ложь",
+            "ключ reconnect.enabled: ожидается Булево (true или false), получено \"да\"",
         ),
         (
             r#"{"tls": {"roots": 5}}"#,
-            "«tls.roots» должен быть строкой",
+            "Параметры подключения: ключ tls.roots: ожидается строка, получено 5",
         ),
         (
             r#"{"ping_interval_ms": -1}"#,
-            "«ping_interval_ms» должен быть целым числом",
+            "ключ ping_interval_ms: ожидается целое неотрицательное число, получено -1",
         ),
-        (r#"{"subprotocols": ["a,b"]}"#, "подпротокола"),
+        (
+            r#"{"subprotocols": ["a,b"]}"#,
+            "ключ subprotocols[0]: ожидается имя подпротокола",
+        ),
         (
             r#"{"tls": {"verify": false}}"#,
-            "неизвестный параметр «tls.verify»",
+            "неизвестный параметр «tls.verify»; допустимы: roots, ca_file, insecure,",
         ),
     ] {
         let e = connect(&c, "ws://127.0.0.1:1/", opts).unwrap_err();
         assert!(e.contains(needle), "{opts}: {e}");
+        // The same text for ОписаниеОшибки.
+        assert_eq!(c.call("ОписаниеОшибки", &mut []).unwrap(), s(&e));
     }
     finish(c);
+}
+
+/// A few representative mistakes through the ABI in both interface languages: a wrong type
+/// two levels deep, an unknown key, a bad proxy address (issue 15 #6: a port out of range,
+/// negative or of 20 digits, an unclosed `[`), nothing Russian in the English texts.
+#[test]
+fn option_errors_name_the_key_in_the_language_of_the_interface() {
+    let _g = serial();
+    let english = HostOptions {
+        locale: "en_US".into(),
+        ui_lang: Some("en".into()),
+        ..job()
+    };
+    let ru = create_with("Client", job());
+    let en = create_with("Client", english);
+    let cases = [
+        (
+            r#"{"reconnect": {"max_attempts": "3"}}"#,
+            "Параметры подключения: ключ reconnect.max_attempts: ожидается целое неотрицательное число, получено \"3\"",
+            "Connection options: key reconnect.max_attempts: expected a whole number, got \"3\"",
+        ),
+        (
+            r#"{"tls": {"ca_file": ["a.pem"]}}"#,
+            "Параметры подключения: ключ tls.ca_file: ожидается строка, получено […]",
+            "Connection options: key tls.ca_file: expected a string, got […]",
+        ),
+        (
+            r#"{"timeout": 5}"#,
+            "Параметры подключения: неизвестный параметр «timeout»; допустимы: timeout_ms, headers,",
+            "Connection options: unknown key \"timeout\"; accepted: timeout_ms, headers,",
+        ),
+        (
+            r#"[1]"#,
+            "Параметры подключения: ожидается объект JSON, получено […]",
+            "Connection options: expected a JSON object, got […]",
+        ),
+        (
+            r#"{"proxy": "http://127.0.0.1:65536"}"#,
+            "ключ proxy: неверный адрес прокси «http://127.0.0.1:65536»: нужен порт от 1 до 65535",
+            "key proxy: invalid proxy address \"http://127.0.0.1:65536\": a port from 1 to 65535 is required",
+        ),
+        (
+            r#"{"proxy": "socks5://127.0.0.1:-1"}"#,
+            "неверный адрес прокси «socks5://127.0.0.1:-1»: нужен порт",
+            "invalid proxy address \"socks5://127.0.0.1:-1\": a port",
+        ),
+        (
+            r#"{"proxy": "http://h:12345678901234567890"}"#,
+            "неверный адрес прокси «http://h:12345678901234567890»: нужен порт",
+            "invalid proxy address \"http://h:12345678901234567890\": a port",
+        ),
+        (
+            r#"{"proxy": "HTTP://user:secret@[::1:3128"}"#,
+            "неверный адрес прокси «HTTP://***@[::1:3128»: неверное имя или адрес узла",
+            "invalid proxy address \"HTTP://***@[::1:3128\": invalid host name or address",
+        ),
+    ];
+    for (opts, in_ru, in_en) in cases {
+        let e = connect(&ru, "ws://127.0.0.1:1/", opts).unwrap_err();
+        assert!(e.contains(in_ru), "{opts}: {e}");
+        let e = connect(&en, "ws://127.0.0.1:1/", opts).unwrap_err();
+        assert!(e.contains(in_en), "{opts}: {e}");
+        assert!(
+            !e.chars().any(|c| ('\u{400}'..='\u{4ff}').contains(&c)),
+            "Russian in an English text: {e}"
+        );
+        assert!(!e.contains("secret"), "{e}");
+    }
+    // The scheme in any letter case: the address is taken, the proxy (not there) refuses.
+    let e = connect(
+        &en,
+        "ws://127.0.0.1:1/",
+        &format!(
+            r#"{{"proxy": "SOCKS5://127.0.0.1:{}", "timeout_ms": 2000}}"#,
+            free_port()
+        ),
+    )
+    .unwrap_err();
+    assert!(!e.contains("invalid proxy address"), "{e}");
+    finish(ru);
+    finish(en);
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+use serde::Deserialize;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -17,13 +18,15 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode, 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::error::Result;
+use crate::error::{Expected, OptionsObject, Result};
 use crate::event::{Event, EventKind};
 use crate::hub::Hub;
 use crate::log::{Level, Log};
 use crate::net::Command;
 use crate::net::conn::{End, Pump, Stats};
-use crate::net::options::{Limits, LogKeys, LogOptions, Reader};
+use crate::net::options::{
+    Fault, Limits, LogOptions, SharedKeys, millis, parse_options, period, shown_text, size, tokens,
+};
 use crate::net::stream::MaybeTls;
 
 /// What the handshake must carry.
@@ -97,76 +100,88 @@ impl Default for ServerOptions {
 impl ServerOptions {
     /// Parses `Параметры` of `Настроить`.
     pub fn parse(text: &str) -> Result<ServerOptions> {
-        let r = Reader::SERVER;
-        let mut o = ServerOptions::default();
-        let mut log = LogKeys::default();
-        for (key, v) in r.parse(text)?.unwrap_or_default() {
-            let key = key.as_str();
-            if o.limits.take(&r, key, &v)? || log.take(&r, key, &v)? {
-                continue;
+        parse_options(OptionsObject::Server, text, ServerKeys::check)
+    }
+}
+
+/// The server's own keys (`Параметры` of `Настроить`), as they arrive; the limits and log
+/// keys are the client's ([`SharedKeys`]).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ServerKeys {
+    max_connections: Option<u64>,
+    handshake_timeout_ms: Option<u64>,
+    allowed_origins: Vec<String>,
+    allowed_paths: Vec<String>,
+    subprotocols: Vec<String>,
+    auth: Option<AuthKeys>,
+    ping_interval_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    persistent: Option<PersistentKeys>,
+}
+
+/// `auth`: exactly one of the two.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct AuthKeys {
+    bearer: Option<String>,
+    basic: Option<BasicKeys>,
+}
+
+/// `auth.basic`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BasicKeys {
+    user: String,
+    password: String,
+}
+
+/// `persistent`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersistentKeys {
+    name: String,
+    #[serde(default)]
+    idle_expiry_ms: Option<u64>,
+}
+
+impl ServerKeys {
+    // One key per line, as in the documentation's table.
+    #[rustfmt::skip]
+    fn check(self, shared: SharedKeys) -> Result<ServerOptions, Fault> {
+        let d = ServerOptions::default();
+        let auth = match self.auth {
+            None => None,
+            Some(AuthKeys { bearer: Some(token), basic: None }) => Some(Auth::Bearer(token)),
+            Some(AuthKeys { bearer: None, basic: Some(b) }) => {
+                let pair = format!("{}:{}", b.user, b.password);
+                Some(Auth::Basic(base64::engine::general_purpose::STANDARD.encode(pair)))
             }
-            match key {
-                "max_connections" => o.max_connections = r.number(key, &v, 1, 100_000)? as usize,
-                "handshake_timeout_ms" => o.handshake_timeout = r.millis(key, &v, 600_000)?,
-                "allowed_origins" => o.origins = r.strings(key, &v)?,
-                "ping_interval_ms" => o.ping_interval = r.optional_millis(key, &v, 86_400_000)?,
-                "idle_timeout_ms" => o.idle_timeout = r.optional_millis(key, &v, 86_400_000)?,
-                "allowed_paths" => o.paths = r.strings(key, &v)?,
-                "subprotocols" => o.subprotocols = r.strings(key, &v)?,
-                "auth" => {
-                    let a = r.object(key, &v)?;
-                    o.auth = match (a.get("bearer"), a.get("basic")) {
-                        (Some(t), None) if a.len() == 1 => {
-                            Some(Auth::Bearer(r.string("auth.bearer", t)?))
-                        }
-                        (None, Some(b)) if a.len() == 1 => {
-                            let b = r.object("auth.basic", b)?;
-                            let user =
-                                r.string("auth.basic.user", b.get("user").unwrap_or(&json!(null)))?;
-                            let pass = r.string(
-                                "auth.basic.password",
-                                b.get("password").unwrap_or(&json!(null)),
-                            )?;
-                            let token = base64::engine::general_purpose::STANDARD
-                                .encode(format!("{user}:{pass}"));
-                            Some(Auth::Basic(token))
-                        }
-                        _ => {
-                            return Err(r.bad(
-                                "«auth» — это {\"bearer\": \"…\"} или {\"basic\": {\"user\": …, \"password\": …}}".into(),
-                                "\"auth\" is {\"bearer\": \"…\"} or {\"basic\": {\"user\": …, \"password\": …}}".into(),
-                            ));
-                        }
-                    };
-                }
-                "persistent" => {
-                    let p = r.object(key, &v)?;
-                    let mut name = None;
-                    let mut idle_expiry = None;
-                    for (k, pv) in p {
-                        match k.as_str() {
-                            "name" => name = Some(r.string("persistent.name", pv)?),
-                            "idle_expiry_ms" => {
-                                let d =
-                                    r.millis("persistent.idle_expiry_ms", pv, 365 * 86_400_000)?;
-                                idle_expiry = (!d.is_zero()).then_some(d);
-                            }
-                            other => return Err(r.unknown(&format!("persistent.{other}"))),
-                        }
-                    }
-                    let name = name.filter(|n| !n.trim().is_empty()).ok_or_else(|| {
-                        r.bad(
-                            "«persistent.name» обязателен".into(),
-                            "\"persistent.name\" is required".into(),
-                        )
-                    })?;
-                    o.persistent = Some(PersistentOptions { name, idle_expiry });
-                }
-                other => return Err(r.unknown(other)),
+            Some(_) => return Err(Fault::wrong("auth", Expected::Auth, "{…}".to_owned())),
+        };
+        let persistent = match self.persistent {
+            None => None,
+            Some(p) if p.name.trim().is_empty() => {
+                return Err(Fault::wrong("persistent.name", Expected::NonBlank, shown_text(&p.name)));
             }
-        }
-        o.log = log.finish();
-        Ok(o)
+            Some(p) => Some(PersistentOptions {
+                idle_expiry: period("persistent.idle_expiry_ms", p.idle_expiry_ms, 365 * 86_400_000, None)?,
+                name: p.name,
+            }),
+        };
+        Ok(ServerOptions {
+            max_connections: size("max_connections", self.max_connections, 1, 100_000, d.max_connections)?,
+            handshake_timeout: millis("handshake_timeout_ms", self.handshake_timeout_ms, 1, 600_000, d.handshake_timeout)?,
+            limits: shared.limits(d.limits)?,
+            origins: self.allowed_origins,
+            paths: self.allowed_paths,
+            subprotocols: tokens("subprotocols", self.subprotocols)?,
+            auth,
+            ping_interval: period("ping_interval_ms", self.ping_interval_ms, 86_400_000, d.ping_interval)?,
+            idle_timeout: period("idle_timeout_ms", self.idle_timeout_ms, 86_400_000, d.idle_timeout)?,
+            log: shared.log()?,
+            persistent,
+        })
     }
 }
 
@@ -580,13 +595,22 @@ mod tests {
         assert_eq!(o.max_connections, 5);
         assert_eq!(o.paths, vec!["/a".to_owned()]);
         assert_eq!(o.auth, Some(Auth::Basic("dTpw".into())));
-        let e = ServerOptions::parse(r#"{"ping": 1}"#).unwrap_err();
+        let o = ServerOptions::parse(
+            r#"{"auth": {"bearer": "t"}, "subprotocols": ["v1", "chat.v2"], "handshake_timeout_ms": 1,
+                "persistent": {"name": "касса", "idle_expiry_ms": 0}, "idle_timeout_ms": 0}"#,
+        )
+        .unwrap();
+        assert_eq!(o.auth, Some(Auth::Bearer("t".into())));
+        assert_eq!(o.subprotocols, ["v1", "chat.v2"]);
+        assert_eq!(o.handshake_timeout, Duration::from_millis(1));
         assert_eq!(
-            e.text(Lang::Ru),
-            "Параметры сервера: неизвестный параметр «ping»"
+            o.persistent,
+            Some(PersistentOptions {
+                name: "касса".into(),
+                idle_expiry: None
+            })
         );
-        assert!(ServerOptions::parse(r#"{"auth": {"bearer": 1}}"#).is_err());
-        assert!(ServerOptions::parse(r#"{"auth": {}}"#).is_err());
+        assert_eq!(o.idle_timeout, None);
         let o = ServerOptions::parse(r#"{"log_file": "s.log", "log_level": "debug"}"#).unwrap();
         let log = o.log.expect("a log");
         assert_eq!(
@@ -598,6 +622,107 @@ mod tests {
                 .unwrap()
                 .log
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn option_errors_in_both_languages() {
+        let s = "Параметры сервера";
+        for (options, ru, en) in [
+            (
+                r#"{"auth": {}}"#,
+                format!(
+                    r#"{s}: ключ auth: ожидается {{"bearer": "…"}} или {{"basic": {{"user": "…", "password": "…"}}}}, получено {{…}}"#
+                ),
+                r#"Server options: key auth: expected {"bearer": "…"} or {"basic": {"user": "…", "password": "…"}}, got {…}"#.to_owned(),
+            ),
+            (
+                r#"{"auth": {"bearer": "a", "basic": {"user": "u", "password": "p"}}}"#,
+                format!(
+                    r#"{s}: ключ auth: ожидается {{"bearer": "…"}} или {{"basic": {{"user": "…", "password": "…"}}}}, получено {{…}}"#
+                ),
+                r#"Server options: key auth: expected {"bearer": "…"} or {"basic": {"user": "…", "password": "…"}}, got {…}"#.to_owned(),
+            ),
+            (
+                r#"{"auth": {"bearer": 1}}"#,
+                format!("{s}: ключ auth.bearer: ожидается строка, получено 1"),
+                "Server options: key auth.bearer: expected a string, got 1".to_owned(),
+            ),
+            (
+                r#"{"auth": {"basic": {"user": "u"}}}"#,
+                format!("{s}: нет обязательного ключа auth.basic.password"),
+                "Server options: the required key auth.basic.password is missing".to_owned(),
+            ),
+            (
+                r#"{"auth": {"basic": {"user": "u", "password": "p", "realm": "x"}}}"#,
+                format!("{s}: неизвестный параметр «auth.basic.realm»; допустимы: user, password"),
+                "Server options: unknown key \"auth.basic.realm\"; accepted: user, password".to_owned(),
+            ),
+            (
+                r#"{"persistent": {}}"#,
+                format!("{s}: нет обязательного ключа persistent.name"),
+                "Server options: the required key persistent.name is missing".to_owned(),
+            ),
+            (
+                r#"{"persistent": {"name": " "}}"#,
+                format!("{s}: ключ persistent.name: ожидается непустая строка, получено \" \""),
+                "Server options: key persistent.name: expected a non-blank string, got \" \"".to_owned(),
+            ),
+            (
+                r#"{"persistent": true}"#,
+                format!("{s}: ключ persistent: ожидается объект JSON, получено true"),
+                "Server options: key persistent: expected a JSON object, got true".to_owned(),
+            ),
+            (
+                r#"{"handshake_timeout_ms": 0}"#,
+                format!("{s}: ключ handshake_timeout_ms: ожидается целое число от 1 до 600000, получено 0"),
+                "Server options: key handshake_timeout_ms: expected a whole number from 1 to 600000, got 0".to_owned(),
+            ),
+            (
+                r#"{"allowed_paths": ["/a", 1]}"#,
+                format!("{s}: ключ allowed_paths[1]: ожидается строка, получено 1"),
+                "Server options: key allowed_paths[1]: expected a string, got 1".to_owned(),
+            ),
+            (
+                r#"{"log_level": "всё"}"#,
+                format!("{s}: ключ log_level: ожидается error, info или debug, получено \"всё\""),
+                "Server options: key log_level: expected error, info or debug, got \"всё\"".to_owned(),
+            ),
+        ] {
+            let e = ServerOptions::parse(options).unwrap_err();
+            assert_eq!(e.text(Lang::Ru), ru, "{options}");
+            assert_eq!(e.text(Lang::En), en, "{options}");
+        }
+        let e = ServerOptions::parse(r#"{"ping": 1}"#).unwrap_err();
+        assert!(
+            e.text(Lang::Ru).starts_with(
+                "Параметры сервера: неизвестный параметр «ping»; допустимы: max_connections, handshake_timeout_ms,"
+            ),
+            "{}",
+            e.text(Lang::Ru)
+        );
+        assert!(
+            e.text(Lang::En)
+                .ends_with("log_file, log_level, log_messages")
+        );
+    }
+
+    #[test]
+    fn subprotocols_are_http_tokens() {
+        for bad in ["", "a b", "a,b", "v(2)", "ч", "a/b", "a\"b", "a;b", "{x}"] {
+            let options = serde_json::json!({ "subprotocols": ["ok", bad] }).to_string();
+            let e = ServerOptions::parse(&options).unwrap_err();
+            let en = e.text(Lang::En);
+            assert!(
+                en.starts_with("Server options: key subprotocols[1]: expected a subprotocol name"),
+                "{bad}: {en}"
+            );
+        }
+        let tchars = "!#$%&'*+-.^_`|~09azAZ";
+        let options = serde_json::json!({ "subprotocols": [tchars] }).to_string();
+        assert_eq!(
+            ServerOptions::parse(&options).unwrap().subprotocols,
+            [tchars]
         );
     }
 }
