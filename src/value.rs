@@ -28,6 +28,10 @@ pub enum Value {
     Str(String),
     /// `ДвоичныеДанные` / `BinaryData`.
     Binary(Vec<u8>),
+    /// A tag 1C never sends for a 1C value (an interface, a CLSID, an error code, a nested
+    /// variant, a vector, array or by-reference flag): never read as a value, refused by
+    /// every typed parameter with the wrong-type error.
+    Unsupported(u16),
 }
 
 impl Value {
@@ -41,6 +45,7 @@ impl Value {
             Value::Date(_) => TypeName::Date,
             Value::Str(_) => TypeName::String,
             Value::Binary(_) => TypeName::Binary,
+            Value::Unsupported(_) => TypeName::Unsupported,
         }
     }
 
@@ -126,6 +131,8 @@ pub enum TypeName {
     String,
     /// `ДвоичныеДанные`.
     Binary,
+    /// A value the add-in cannot take (see [`Value::Unsupported`]).
+    Unsupported,
 }
 
 impl TypeName {
@@ -145,6 +152,8 @@ impl TypeName {
             (TypeName::String, Lang::En) => "String",
             (TypeName::Binary, Lang::Ru) => "ДвоичныеДанные",
             (TypeName::Binary, Lang::En) => "BinaryData",
+            (TypeName::Unsupported, Lang::Ru) => "значение неподдерживаемого типа",
+            (TypeName::Unsupported, Lang::En) => "a value of an unsupported type",
         }
     }
 }
@@ -170,7 +179,8 @@ impl ParamType {
     /// Whether `v` is acceptable.
     pub fn accepts(self, v: &Value) -> bool {
         match self {
-            ParamType::Any | ParamType::Out => true,
+            ParamType::Any => !matches!(v, Value::Unsupported(_)),
+            ParamType::Out => true,
             ParamType::Str => matches!(v, Value::Str(_)),
             ParamType::Number => matches!(v, Value::Int(_) | Value::Double(_)),
             ParamType::Bool => matches!(v, Value::Bool(_)),

@@ -447,6 +447,46 @@ fn a_wrong_argument_type_raises_a_readable_error() {
     assert_memory_clean();
 }
 
+/// Tags 1C never sends for a value (interface, CLSID, error code, HRESULT, nested variant,
+/// and the vector / array / by-reference flags) are refused with the wrong-type error, in
+/// typed and untyped parameters and in properties — never read as Undefined or a number.
+#[test]
+fn odd_variant_tags_are_refused_as_a_wrong_type() {
+    let _g = serial();
+    let client = create("Client");
+    // VTYPE_INTERFACE, VTYPE_ERROR, VTYPE_VARIANT, VTYPE_HRESULT, VTYPE_CLSID,
+    // VECTOR|I4, ARRAY|I4, BYREF|I4, BYREF|PWSTR, an unknown tag.
+    for tag in [9u16, 10, 12, 21, 24, 0x1003, 0x2003, 0x4003, 0x4016, 99] {
+        let err = client
+            .call("Получить", &mut [Var::Other(tag), Var::Empty])
+            .unwrap_err();
+        assert!(
+            err.text
+                .contains("передано значение неподдерживаемого типа"),
+            "tag {tag:#x}: {}",
+            err.text
+        );
+        let err = client.call("ТестЭхо", &mut [Var::Other(tag)]).unwrap_err();
+        assert!(
+            err.text.contains("неподдерживаемого"),
+            "tag {tag:#x}: {}",
+            err.text
+        );
+        let err = client.set("ИсточникСобытий", Var::Other(tag)).unwrap_err();
+        assert!(
+            err.text.contains("неподдерживаемого"),
+            "tag {tag:#x}: {}",
+            err.text
+        );
+    }
+    assert_eq!(
+        client.get("ИсточникСобытий").unwrap(),
+        Var::Str("WebSocket".into())
+    );
+    finish(client);
+    assert_memory_clean();
+}
+
 #[test]
 fn a_panic_inside_the_add_in_is_an_exception_and_the_host_lives_on() {
     let _g = serial();

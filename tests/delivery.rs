@@ -294,3 +294,146 @@ fn a_ping_over_125_bytes_is_refused() {
     c.call("Отключиться", &mut []).unwrap();
     finish(c);
 }
+
+/// What a [`recording_server`] saw: per connection, its messages and its close code.
+#[derive(Default)]
+struct Recorded {
+    /// (connection number, messages in arrival order, close code if a close frame came).
+    conns: Vec<(usize, Vec<String>, Option<u16>)>,
+}
+
+/// A [`WsServer`] that records every text message per connection and the close code.
+fn recording_server() -> (common::WsServer, std::sync::Arc<std::sync::Mutex<Recorded>>) {
+    use futures_util::StreamExt;
+    use std::sync::{Arc, Mutex};
+    use tokio_tungstenite::tungstenite::Message;
+    let rec = Arc::new(Mutex::new(Recorded::default()));
+    let r = rec.clone();
+    let server = common::WsServer::start(move |mut ws| {
+        let r = r.clone();
+        async move {
+            let idx = {
+                let mut g = r.lock().unwrap();
+                let idx = g.conns.len();
+                g.conns.push((idx, Vec::new(), None));
+                idx
+            };
+            while let Some(Ok(m)) = ws.next().await {
+                match m {
+                    Message::Text(t) => r.lock().unwrap().conns[idx].1.push(t.to_string()),
+                    Message::Close(f) => {
+                        r.lock().unwrap().conns[idx].2 = Some(f.map_or(1005, |f| f.code.into()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+    (server, rec)
+}
+
+/// Fire and forget, the most common ending of 1C code: `Подключиться`, `Отправить`, and the
+/// object goes out of scope. 1,000 such objects: every message arrives, in order per
+/// connection, and each connection is closed with 1001 (going away) by `Done()`.
+#[test]
+fn messages_sent_just_before_the_object_dies_are_delivered() {
+    let _g = serial();
+    let (server, rec) = recording_server();
+    const CYCLES: usize = 1000;
+    for i in 0..CYCLES {
+        let c = create_with("Client", HostOptions::server());
+        c.call("Подключиться", &mut [text(&server.url())]).unwrap();
+        for k in 0..3 {
+            c.call("Отправить", &mut [text(&format!("{i}.{k}"))])
+                .unwrap();
+        }
+        finish(c); // Done() + DestroyObject, no Отключиться
+    }
+    wait_until(Duration::from_secs(30), "every connection closed", || {
+        let g = rec.lock().unwrap();
+        g.conns.len() == CYCLES && g.conns.iter().all(|c| c.2.is_some())
+    });
+    let g = rec.lock().unwrap();
+    let mut all: Vec<&Vec<String>> = g.conns.iter().map(|c| &c.1).collect();
+    all.sort_by_key(|m| m.first().cloned());
+    for (idx, _, code) in &g.conns {
+        assert_eq!(*code, Some(1001), "connection {idx} closed with {code:?}");
+    }
+    let mut seen = std::collections::HashSet::new();
+    for msgs in all {
+        assert_eq!(msgs.len(), 3, "three messages per connection: {msgs:?}");
+        let i = msgs[0].split('.').next().unwrap().to_owned();
+        assert_eq!(
+            *msgs,
+            (0..3).map(|k| format!("{i}.{k}")).collect::<Vec<_>>(),
+            "in order"
+        );
+        assert!(seen.insert(i), "each object once");
+    }
+    assert_eq!(seen.len(), CYCLES);
+}
+
+/// The server object too: what `Отправить` accepted reaches its clients before the 1001
+/// close, when the object is destroyed and when `Остановить` is called.
+#[test]
+fn a_server_destroyed_or_stopped_right_after_sending_delivers_first() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let _g = serial();
+    for stop in [false, true] {
+        let server = create_with("Server", HostOptions::server());
+        server
+            .call("Запустить", &mut [text("127.0.0.1"), Var::I4(0)])
+            .unwrap();
+        let port = server.get("Порт").unwrap().as_i64().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port as u16))
+                    .await
+                    .unwrap();
+                let (mut ws, _) =
+                    tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/"), tcp)
+                        .await
+                        .unwrap();
+                tx.send(()).unwrap();
+                let mut got = Vec::new();
+                let mut code = None;
+                let read = async {
+                    while let Some(Ok(m)) = ws.next().await {
+                        match m {
+                            Message::Text(t) => got.push(t.to_string()),
+                            Message::Close(f) => code = f.map(|f| u16::from(f.code)),
+                            _ => {}
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(20), read).await;
+                (got, code)
+            })
+        });
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        wait_until(Duration::from_secs(5), "the connection is listed", || {
+            server.get("КоличествоСоединений").unwrap() == Var::I4(1)
+        });
+        for i in 0..500 {
+            assert_eq!(
+                server
+                    .call("Отправить", &mut [Var::I4(1), text(&i.to_string())])
+                    .unwrap(),
+                Var::I4(1)
+            );
+        }
+        if stop {
+            server.call_proc("Остановить", &mut []).unwrap();
+        }
+        finish(server);
+        let (got, code) = reader.join().unwrap();
+        assert_eq!(got, (0..500).map(|i| i.to_string()).collect::<Vec<_>>());
+        assert_eq!(code, Some(1001), "stop = {stop}");
+    }
+}

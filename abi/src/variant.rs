@@ -23,17 +23,19 @@ pub unsafe fn read(v: *const TVariant) -> Value {
     let v = unsafe { &*v };
     let u = &v.u;
     // SAFETY: each arm reads the union member its tag names, which the platform wrote.
+    if v.vt & !vt::TYPEMASK != 0 {
+        // VECTOR / ARRAY / BYREF: the payload is a pointer to something else, never a value.
+        return Value::Unsupported(v.vt);
+    }
     unsafe {
-        match v.vt & vt::TYPEMASK {
+        match v.vt {
+            vt::EMPTY => Value::Empty,
             vt::NULL => Value::Null,
             vt::BOOL => Value::Bool(u.b != 0),
             vt::I1 => Value::Int(i64::from(u.i8)),
             vt::I2 => Value::Int(i64::from(u.i16)),
-            vt::I4 | vt::ERROR => Value::Int(i64::from(u.i32)),
+            vt::I4 => Value::Int(i64::from(u.i32)),
             vt::INT => Value::Int(i64::from(u.int)),
-            // `long` is 4 bytes on Windows, 8 on Linux.
-            #[allow(clippy::useless_conversion)]
-            vt::HRESULT => Value::Int(i64::from(u.long)),
             vt::I8 => Value::Int(u.i64),
             vt::UI1 => Value::Int(i64::from(u.u8)),
             vt::UI2 => Value::Int(i64::from(u.u16)),
@@ -46,8 +48,9 @@ pub unsafe fn read(v: *const TVariant) -> Value {
             vt::PWSTR => Value::Str(wstr::read_len(u.wstr.ptr, u.wstr.len as usize)),
             vt::PSTR => Value::Str(String::from_utf8_lossy(bytes(u.bytes)).into_owned()),
             vt::BLOB => Value::Binary(bytes(u.bytes).to_vec()),
-            // EMPTY, and tags the platform never sends (interfaces, nested variants, ids).
-            _ => Value::Empty,
+            // Tags 1C never sends for its values: interfaces, nested variants, CLSIDs, error
+            // codes and HRESULTs (not numbers to 1C code), and unknown ones.
+            _ => Value::Unsupported(v.vt),
         }
     }
 }
@@ -141,7 +144,7 @@ pub unsafe fn write_fresh(
     value: &Value,
 ) -> Result<(), NoMemory> {
     let (u, tag) = match value {
-        Value::Empty => (Payload { iid: [0; 16] }, vt::EMPTY),
+        Value::Empty | Value::Unsupported(_) => (Payload { iid: [0; 16] }, vt::EMPTY),
         Value::Null => (Payload { iid: [0; 16] }, vt::NULL),
         Value::Bool(b) => (Payload { b: u8::from(*b) }, vt::BOOL),
         Value::Int(i) => match i32::try_from(*i) {
@@ -226,7 +229,13 @@ mod tests {
         assert_eq!(rd(&var(Payload { f64: 2.25 }, vt::R8)), Value::Double(2.25));
         assert_eq!(rd(&var(Payload { b: 2 }, vt::BOOL)), Value::Bool(true));
         assert_eq!(rd(&var(Payload { iid: [0; 16] }, vt::NULL)), Value::Null);
-        assert_eq!(rd(&var(Payload { iid: [9; 16] }, 9)), Value::Empty);
+        assert_eq!(rd(&var(Payload { iid: [0; 16] }, vt::EMPTY)), Value::Empty);
+        // An interface and a by-reference I4 are no values: refused, never guessed.
+        assert_eq!(rd(&var(Payload { iid: [9; 16] }, 9)), Value::Unsupported(9));
+        assert_eq!(
+            rd(&var(Payload { i32: 7 }, 0x4000 | vt::I4)),
+            Value::Unsupported(0x4003)
+        );
     }
 
     #[test]

@@ -362,6 +362,7 @@ fn show_value(v: &Value) -> String {
         Value::Date(d) => d.to_string(),
         Value::Str(s) => s.clone(),
         Value::Binary(b) => format!("<{} bytes>", b.len()),
+        Value::Unsupported(tag) => format!("<tag {tag}>"),
     }
 }
 
