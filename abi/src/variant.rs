@@ -22,11 +22,11 @@ pub unsafe fn read(v: *const TVariant) -> Value {
     // SAFETY: readable per the contract.
     let v = unsafe { &*v };
     let u = &v.u;
-    // SAFETY: each arm reads the union member its tag names, which the platform wrote.
     if v.vt & !vt::TYPEMASK != 0 {
         // VECTOR / ARRAY / BYREF: the payload is a pointer to something else, never a value.
         return Value::Unsupported(v.vt);
     }
+    // SAFETY: each arm reads the union member its tag names, which the platform wrote.
     unsafe {
         match v.vt {
             vt::EMPTY => Value::Empty,
