@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{create_with, serial};
+use common::{create_with, s, serial};
 use serde_json::Value as Json;
 use ws1c_host::{HostOptions, Obj, Var};
 
@@ -29,10 +29,6 @@ use ws1c_host::{HostOptions, Obj, Var};
 const RUN_BOUND: Duration = Duration::from_secs(15 * 60);
 /// Cases outside permessage-deflate (groups 12 and 13).
 const CASES: usize = 301;
-
-fn s(v: &str) -> Var {
-    Var::Str(v.to_owned())
-}
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -32,12 +32,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{WsServer, create_with, finish, host, serial};
+use common::{WsServer, client_receive, create_with, finish, host, s, serial, server_receive};
 use ws1c_host::{HostOptions, Obj, Var};
-
-fn s(v: &str) -> Var {
-    Var::Str(v.to_owned())
-}
 
 // ---- reading the .bsl files ------------------------------------------------------------
 
@@ -1617,6 +1613,8 @@ fn form_module_reconnect_options() {
     c.call("Отключиться", &mut []).unwrap();
     let (header, _) = wait_pushed(&c, &mut seen, &[r#""State":"Close""#]);
     assert!(header.contains(r#""Code":1000"#), "{header}");
+    // Why a sleep: proving that no Reconnecting comes needs a window longer than the form's
+    // reconnect delay (1000 ms); a Reconnecting within it fails the assertion below.
     std::thread::sleep(Duration::from_millis(1500));
     seen.extend(c.conn().take_events());
     assert!(
@@ -1744,6 +1742,8 @@ fn scheduled_job_persistent_server() {
 
     // Between runs: no object, the server keeps the connection and what arrives.
     till_send(&rt, &mut till, "заказ 2");
+    // Why a sleep: the message must arrive while no object is attached (the point of the
+    // test); the next run's receive has its own bound.
     std::thread::sleep(Duration::from_millis(200));
 
     // Next run: a new object attaches by name (same interface and port) and answers what
@@ -1765,17 +1765,6 @@ fn scheduled_job_persistent_server() {
 }
 
 // ---- ПолноеТестирование.bsl -------------------------------------------------------------------
-
-fn receive_client(c: &Obj, timeout: i32) -> Option<Var> {
-    let mut args = [Var::I4(timeout), s("")];
-    (c.call("Принять", &mut args).unwrap() == Var::Bool(true)).then(|| args[1].clone())
-}
-
-fn receive_server(srv: &Obj, timeout: i32) -> Option<(i64, Var)> {
-    let mut args = [Var::I4(timeout), Var::I4(0), s("")];
-    (srv.call("Принять", &mut args).unwrap() == Var::Bool(true))
-        .then(|| (args[1].as_i64().unwrap(), args[2].clone()))
-}
 
 /// `ВыполнитьПолноеТестированиеКомпоненты`, call for call, where the platform runs it as `app`.
 fn full_self_test(app: fn() -> HostOptions) {
@@ -1806,27 +1795,27 @@ fn full_self_test(app: fn() -> HostOptions) {
     assert!(!text.as_str().unwrap().trim().is_empty());
 
     client.call("Отправить", &mut [s("ase1ЦУ")]).unwrap();
-    let (id, data) = receive_server(&echo, 5000).expect("echo receives");
+    let (id, data) = server_receive(&echo, 5000).expect("echo receives");
     assert_eq!(data, s("ase1ЦУ"));
     assert_eq!(
         echo.call("Отправить", &mut [Var::I4(id as i32), data])
             .unwrap(),
         Var::I4(1)
     );
-    assert_eq!(receive_client(&client, 5000), Some(s("ase1ЦУ")));
+    assert_eq!(client_receive(&client, 5000), Some(s("ase1ЦУ")));
     let t = Instant::now();
-    assert_eq!(receive_client(&client, 3000), None);
+    assert_eq!(client_receive(&client, 3000), None);
     assert!(t.elapsed() >= Duration::from_millis(2900));
 
     let bytes = "ase1ЦУ".as_bytes().to_vec();
     client
         .call("ОтправитьДвоичныеДанные", &mut [Var::Blob(bytes.clone())])
         .unwrap();
-    let (id, data) = receive_server(&echo, 5000).expect("binary");
+    let (id, data) = server_receive(&echo, 5000).expect("binary");
     assert_eq!(data, Var::Blob(bytes.clone()));
     echo.call("ОтправитьДвоичныеДанные", &mut [Var::I4(id as i32), data])
         .unwrap();
-    assert_eq!(receive_client(&client, 5000), Some(Var::Blob(bytes)));
+    assert_eq!(client_receive(&client, 5000), Some(Var::Blob(bytes)));
 
     client.call("Отключиться", &mut []).unwrap();
     client.call("Отключиться", &mut []).unwrap();
@@ -1853,7 +1842,7 @@ fn full_self_test(app: fn() -> HostOptions) {
         .unwrap();
 
     c1.call("Отправить", &mut [s("ase1ЙЦУ")]).unwrap();
-    let (id, data) = receive_server(&server, 5000).expect("server receives");
+    let (id, data) = server_receive(&server, 5000).expect("server receives");
     assert_eq!((id, data), (1, s("ase1ЙЦУ")));
     assert_eq!(server.get("КоличествоСоединений").unwrap(), Var::I4(2));
     assert!(
@@ -1871,18 +1860,18 @@ fn full_self_test(app: fn() -> HostOptions) {
             .unwrap(),
         Var::I4(1)
     );
-    assert_eq!(receive_client(&c2, 5000), Some(s("только второму")));
+    assert_eq!(client_receive(&c2, 5000), Some(s("только второму")));
     assert_eq!(
         server.call("ОтправитьВсем", &mut [s("всем")]).unwrap(),
         Var::I4(2)
     );
-    assert_eq!(receive_client(&c1, 5000), Some(s("всем")));
+    assert_eq!(client_receive(&c1, 5000), Some(s("всем")));
 
     assert_eq!(
         server.call("Отключить", &mut [Var::I4(id as i32)]).unwrap(),
         Var::Bool(true)
     );
-    assert_eq!(receive_client(&c1, 5000), None);
+    assert_eq!(client_receive(&c1, 5000), None);
 
     finish(c1);
     finish(c2);

@@ -4,29 +4,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{FloodPeer, PyPeer, TestPki, create_with, finish, rss_kib, serial, thread_count};
+use common::{
+    FloodPeer, PyPeer, TestPki, client_receive, create_with, finish, job, rss_kib, s, serial,
+    thread_count,
+};
 use ws1c_host::{HostOptions, Obj, Var};
-
-fn s(v: &str) -> Var {
-    Var::Str(v.to_owned())
-}
-
-/// The 1C server (a scheduled job): auto delivery = pull, no events.
-fn job() -> HostOptions {
-    HostOptions::server()
-}
-
-fn receive(c: &Obj, timeout_ms: i32) -> Option<Var> {
-    let mut args = [Var::I4(timeout_ms), Var::Empty];
-    match c.call("Принять", &mut args).expect("Принять") {
-        Var::Bool(true) => Some(args[1].clone()),
-        Var::Bool(false) => {
-            assert_eq!(args[1], s(""), "Данные is an empty string after a timeout");
-            None
-        }
-        other => panic!("Принять returned {other:?}"),
-    }
-}
 
 /// Step 1 of the documented self-test, against a Python `websockets` echo server.
 fn self_test_step1(url: &str, options: &str) {
@@ -50,9 +32,9 @@ fn self_test_step1(url: &str, options: &str) {
         Var::Str(err.text.clone())
     );
     c.call("Отправить", &mut [s("ase1ЦУ")]).unwrap();
-    assert_eq!(receive(&c, 0), Some(s("ase1ЦУ")));
+    assert_eq!(client_receive(&c, 0), Some(s("ase1ЦУ")));
     let t = Instant::now();
-    assert_eq!(receive(&c, 3000), None);
+    assert_eq!(client_receive(&c, 3000), None);
     assert!(
         t.elapsed() >= Duration::from_millis(2900),
         "waited {:?}",
@@ -187,14 +169,22 @@ fn binary_round_trips_as_binary_data_in_pull_and_base64_in_push() {
     let small: Vec<u8> = vec![0, 1, 2, 254, 255];
     c.call("ОтправитьДвоичныеДанные", &mut [Var::Blob(small.clone())])
         .unwrap();
-    assert_eq!(receive(&c, 5000), Some(Var::Blob(small)));
+    assert_eq!(client_receive(&c, 5000), Some(Var::Blob(small)));
     let big: Vec<u8> = (0..10u32 << 20).map(|i| (i % 251) as u8).collect();
     c.call("ОтправитьДвоичныеДанные", &mut [Var::Blob(big.clone())])
         .unwrap();
-    assert_eq!(receive(&c, 20_000), Some(Var::Blob(big)), "10 MiB binary");
+    assert_eq!(
+        client_receive(&c, 20_000),
+        Some(Var::Blob(big)),
+        "10 MiB binary"
+    );
     let text = "Ж".repeat(5 << 20);
     c.call("Отправить", &mut [s(&text)]).unwrap();
-    assert_eq!(receive(&c, 20_000), Some(Var::Str(text)), "10 MiB text");
+    assert_eq!(
+        client_receive(&c, 20_000),
+        Some(Var::Str(text)),
+        "10 MiB text"
+    );
     c.call("Отключиться", &mut []).unwrap();
     finish(c);
 
@@ -326,8 +316,10 @@ fn a_paused_reader_keeps_memory_bounded_and_loses_nothing() {
     let c = create_with("Client", job());
     c.set("РазмерОчереди", Var::I4(1000)).unwrap();
     c.call("Подключиться", &mut [s(&peer.url())]).unwrap();
-    assert_eq!(receive(&c, 5000), Some(s("0")));
+    assert_eq!(client_receive(&c, 5000), Some(s("0")));
     let before = rss_kib();
+    // Why a sleep: the flood goes on for a fixed window while 1C pulls nothing; the queue
+    // and RSS bounds below are what must hold at its end.
     std::thread::sleep(Duration::from_secs(10));
     let after = rss_kib();
     let pending = c.get("ВОчереди").unwrap().as_f64().unwrap() as u64;
@@ -340,7 +332,7 @@ fn a_paused_reader_keeps_memory_bounded_and_loses_nothing() {
     );
     for i in 1..50_000u64 {
         assert_eq!(
-            receive(&c, 5000),
+            client_receive(&c, 5000),
             Some(Var::Str(i.to_string())),
             "message {i}"
         );
@@ -359,7 +351,7 @@ fn on_the_1c_server_auto_pulls_and_raises_no_event() {
         c.call("Отправить", &mut [s(&format!("m{i}"))]).unwrap();
     }
     for i in 0..100 {
-        assert_eq!(receive(&c, 5000), Some(s(&format!("m{i}"))));
+        assert_eq!(client_receive(&c, 5000), Some(s(&format!("m{i}"))));
     }
     c.call("Отключиться", &mut []).unwrap();
     assert_eq!(c.conn().external_event_calls(), 0);
@@ -422,7 +414,7 @@ fn notify_mode_pushes_a_notice_and_keeps_the_payload_for_pull() {
     let mut ev = [Var::I4(1000), Var::Empty, Var::Empty];
     assert_eq!(c.call("ПолучитьСобытие", &mut ev).unwrap(), Var::Bool(true));
     assert!(ev[1].as_str().unwrap().contains(r#""State":"Open""#));
-    assert_eq!(receive(&c, 1000), Some(s("чек")));
+    assert_eq!(client_receive(&c, 1000), Some(s("чек")));
     c.call("Отключиться", &mut []).unwrap();
     finish(c);
 }
@@ -497,7 +489,7 @@ fn a_slow_but_steady_reader_never_makes_send_fail() {
     );
     let mut last = 0;
     while last < N {
-        let Some(Var::Str(n)) = receive(&c, 5000) else {
+        let Some(Var::Str(n)) = client_receive(&c, 5000) else {
             panic!("the reader's count stopped at {last}")
         };
         let n: usize = n.parse().unwrap();
@@ -518,7 +510,7 @@ fn a_receive_loop_with_timeout_0_ends_when_the_server_hangs_up() {
     // Пока Клиент.Принять(0, Данные) Цикл ... КонецЦикла;
     let t = Instant::now();
     let mut n = 0;
-    while receive(&c, 0).is_some() {
+    while client_receive(&c, 0).is_some() {
         n += 1;
     }
     assert_eq!(n, 0);
@@ -546,7 +538,7 @@ fn custom_headers_reach_the_server() {
     let opts = r#"{"headers": {"Authorization": "Bearer abc", "X-Till": "1"}, "timeout_ms": 3000}"#;
     c.call("Подключиться", &mut [s(&peer.url("/h")), s(opts)])
         .unwrap();
-    let got = receive(&c, 5000).expect("headers echoed");
+    let got = client_receive(&c, 5000).expect("headers echoed");
     let text = got.as_str().unwrap().to_owned();
     // HTTP header names are case-insensitive; they travel lower-cased.
     assert!(text.contains(r#""authorization": "Bearer abc""#), "{text}");
@@ -571,7 +563,7 @@ fn percent_encoded(s: &str) -> String {
 
 /// The JSON the `headers` peer sends on open: request headers, `_path`, `_subprotocol`.
 fn seen_request(c: &Obj) -> serde_json::Value {
-    let got = receive(c, 5000).expect("the peer reports the request");
+    let got = client_receive(c, 5000).expect("the peer reports the request");
     serde_json::from_str(got.as_str().expect("text")).expect("JSON")
 }
 
@@ -635,7 +627,7 @@ fn ipv6_literal_addresses_connect() {
     let data = ev[2].as_str().unwrap().to_owned();
     assert!(data.contains(r#""Address":"[::1]:"#), "{data}");
     c.call("Отправить", &mut [s("через IPv6")]).unwrap();
-    assert_eq!(receive(&c, 5000), Some(s("через IPv6")));
+    assert_eq!(client_receive(&c, 5000), Some(s("через IPv6")));
     c.call("Отключиться", &mut []).unwrap();
     finish(c);
 }
@@ -814,7 +806,7 @@ fn every_address_of_a_host_is_tried_and_named() {
             let url = format!("ws://{name}:{}/", peer.port);
             c.call("Подключиться", &mut [s(&url)]).unwrap();
             c.call("Отправить", &mut [s("v6")]).unwrap();
-            assert_eq!(receive(&c, 5000), Some(s("v6")));
+            assert_eq!(client_receive(&c, 5000), Some(s("v6")));
             c.call("Отключиться", &mut []).unwrap();
         }
         _ => println!(

@@ -7,46 +7,15 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Pproxy, PyPeer, TestPki, create_with, encrypt_key, finish, free_port, make_pfx, serial,
+    Pproxy, PyPeer, TestPki, create_with, encrypt_key, finish, free_port, job, make_pfx,
+    next_event, receive_text, s, serial,
 };
 use ws1c_host::{HostOptions, Obj, Var};
-
-fn s(v: &str) -> Var {
-    Var::Str(v.to_owned())
-}
-
-/// The 1C server (a scheduled job): auto delivery = pull, no events.
-fn job() -> HostOptions {
-    HostOptions::server()
-}
 
 fn connect(c: &Obj, url: &str, options: &str) -> Result<(), String> {
     c.call("Подключиться", &mut [s(url), s(options)])
         .map(|v| assert_eq!(v, Var::Bool(true)))
         .map_err(|e| e.text)
-}
-
-fn receive(c: &Obj, timeout_ms: i32) -> Option<String> {
-    let mut args = [Var::I4(timeout_ms), Var::Empty];
-    match c.call("Получить", &mut args).expect("Получить") {
-        Var::Bool(true) => Some(args[1].as_str().expect("text").to_owned()),
-        _ => None,
-    }
-}
-
-/// `ПолучитьСобытие`: (Событие, Данные).
-fn event(c: &Obj, timeout_ms: i32) -> Option<(String, String)> {
-    let mut args = [Var::I4(timeout_ms), Var::Empty, Var::Empty];
-    match c
-        .call("ПолучитьСобытие", &mut args)
-        .expect("ПолучитьСобытие")
-    {
-        Var::Bool(true) => Some((
-            args[1].as_str().unwrap().to_owned(),
-            args[2].as_str().unwrap().to_owned(),
-        )),
-        _ => None,
-    }
 }
 
 fn status(c: &Obj) -> Var {
@@ -56,7 +25,7 @@ fn status(c: &Obj) -> Var {
 /// Sends a text and expects it back from an echo peer.
 fn echo(c: &Obj, text: &str) {
     c.call("Отправить", &mut [s(text)]).unwrap();
-    assert_eq!(receive(c, 5000).as_deref(), Some(text));
+    assert_eq!(receive_text(c, 5000).as_deref(), Some(text));
 }
 
 /// A Python echo server over TLS with `cert` and `key`, and `extra` arguments.
@@ -234,14 +203,14 @@ fn proxies_http_socks5_socks4_with_and_without_credentials() {
             let opts = format!(r#"{{"proxy": "{proxy}"{tls}}}"#);
             connect(&c, &url, &opts).unwrap_or_else(|e| panic!("{opts}: {e}"));
             // The connection's peer is the proxy: the traffic really went through it.
-            let (h, _) = event(&c, 1000).expect("open event");
+            let (h, _) = next_event(&c, 1000).expect("open event");
             assert!(
                 h.contains(&format!(r#""Address":"127.0.0.1:{port}""#)),
                 "{proxy}: {h}"
             );
             echo(&c, "через прокси");
             c.call("Отключиться", &mut []).unwrap();
-            while event(&c, 50).is_some() {}
+            while next_event(&c, 50).is_some() {}
         }
     }
     // Wrong or missing credentials are clear errors.
@@ -287,9 +256,9 @@ fn headers_subprotocols_and_pongs() {
     let opts = r#"{"headers": {"X-Token": "abc"}, "subprotocols": ["v1", "v2"]}"#;
     connect(&c, &peer.url("/"), opts).unwrap();
     // Получить skips the connection events before a message: read the Open first.
-    let (open, _) = event(&c, 1000).expect("open");
+    let (open, _) = next_event(&c, 1000).expect("open");
     assert!(open.contains(r#""State":"Open""#), "{open}");
-    let seen = receive(&c, 5000).expect("what the server saw");
+    let seen = receive_text(&c, 5000).expect("what the server saw");
     assert!(seen.contains(r#""x-token": "abc""#), "{seen}");
     assert!(
         seen.contains(r#""sec-websocket-protocol": "v1, v2""#),
@@ -307,10 +276,10 @@ fn headers_subprotocols_and_pongs() {
     assert_eq!(c.get("Subprotocol").unwrap(), chosen);
     // Pongs are events, not messages.
     c.call("ОтправитьПинг", &mut [s("п1")]).unwrap();
-    let (h, d) = event(&c, 3000).expect("pong");
+    let (h, d) = next_event(&c, 3000).expect("pong");
     assert_eq!(h, r#"{"Event":"Pong"}"#);
     assert_eq!(d, "п1");
-    assert_eq!(receive(&c, 200), None, "a pong is not a message");
+    assert_eq!(receive_text(&c, 200), None, "a pong is not a message");
     // A server that accepts none of ours: refused, as RFC 6455 lets a client do.
     c.call("Отключиться", &mut []).unwrap();
     let plain = PyPeer::start(&["echo"]);
@@ -330,10 +299,10 @@ fn a_frozen_peer_is_detected_by_ping_and_pong_timeout() {
     let (interval, timeout) = (500u64, 1000u64);
     let opts = format!(r#"{{"ping_interval_ms": {interval}, "pong_timeout_ms": {timeout}}}"#);
     connect(&c, &peer.url("/"), &opts).unwrap();
-    assert_eq!(receive(&c, 5000).as_deref(), Some("frozen"));
+    assert_eq!(receive_text(&c, 5000).as_deref(), Some("frozen"));
     let frozen_at = Instant::now();
     let fail = loop {
-        let (h, d) = event(&c, 10_000).expect("a Fail event within the bound");
+        let (h, d) = next_event(&c, 10_000).expect("a Fail event within the bound");
         if h.contains(r#""State":"Fail""#) {
             break (h, d);
         }
@@ -366,11 +335,13 @@ fn incoming_pings_are_answered_while_1c_does_nothing() {
         r#"{"ping_interval_ms": 300, "pong_timeout_ms": 500}"#,
     )
     .unwrap();
+    // Why a sleep: pings every 300 ms must keep a quiet but live peer connected for several
+    // pong timeouts (500 ms); a false "dead peer" shows as status -1 and a Fail event below.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(status(&c), Var::I4(1));
-    let (h, _) = event(&c, 50).expect("open");
+    let (h, _) = next_event(&c, 50).expect("open");
     assert!(h.contains("Open"), "{h}");
-    while let Some((h, _)) = event(&c, 50) {
+    while let Some((h, _)) = next_event(&c, 50) {
         assert!(
             h.contains("Pong"),
             "only our pings' pongs, no close or fail: {h}"
@@ -409,7 +380,7 @@ fn reconnects_after_the_server_is_killed_five_times() {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             assert!(Instant::now() < deadline, "no {last}: {log:?}");
-            if let Some(e) = event(c, 1000) {
+            if let Some(e) = next_event(c, 1000) {
                 let done = e.1 == last;
                 log.push(e);
                 if done {
@@ -475,8 +446,10 @@ fn reconnects_after_the_server_is_killed_five_times() {
     c.call("Отключиться", &mut []).unwrap();
     assert_eq!(status(&c), Var::I4(0));
     drop(peer);
+    // Why a sleep: a reconnect attempt would come within the back-off (at most 400 ms); none
+    // may.
     std::thread::sleep(Duration::from_millis(600));
-    while let Some((h, _)) = event(&c, 50) {
+    while let Some((h, _)) = next_event(&c, 50) {
         assert!(!h.contains("Reconnecting"), "{h}");
     }
     finish(c);
@@ -492,7 +465,7 @@ fn reconnect_gives_up_after_max_attempts_and_stops_on_disconnect() {
     drop(peer);
     let mut kinds = Vec::new();
     let fail = loop {
-        let (h, d) = event(&c, 5000).expect("events until the last Fail");
+        let (h, d) = next_event(&c, 5000).expect("events until the last Fail");
         kinds.push(kind(&h));
         if kinds.len() > 2 && kind(&h) == "Fail" {
             break d;
@@ -733,7 +706,7 @@ fn an_oversized_message_fails_the_connection_with_a_clear_reason() {
     // Sending is not limited by max_message_size (it bounds what arrives).
     c.call("Отправить", &mut [s(&"b".repeat(4000))]).unwrap();
     let fail = loop {
-        let (h, d) = event(&c, 5000).expect("a Fail event");
+        let (h, d) = next_event(&c, 5000).expect("a Fail event");
         if h.contains(r#""State":"Fail""#) {
             break d;
         }

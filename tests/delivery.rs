@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     FloodPeer, client_receive, create_with, drain_numbered, echo_server, finish, greeting_server,
-    serial, server_receive, text, wait_until,
+    s, serial, server_receive, wait_until,
 };
 use ws1c_host::ffi::app_type;
 use ws1c_host::{HostOptions, Var};
@@ -31,18 +31,18 @@ fn pull_style_code_gets_the_greeting_whenever_it_first_pulls() {
     for code in [app_type::THIN_CLIENT, app_type::THICK_CLIENT] {
         for delay in [0, 50, 3000] {
             let c = create_with("Client", app(code));
-            c.call("Подключиться", &mut [text(&server.url())]).unwrap();
+            c.call("Подключиться", &mut [s(&server.url())]).unwrap();
             // Why a sleep: this is the 1C code doing something else before its first pull;
             // the greeting arrives (and is pushed) meanwhile.
             std::thread::sleep(Duration::from_millis(delay));
             assert_eq!(
                 client_receive(&c, 2000),
-                Some(text("hello")),
+                Some(s("hello")),
                 "app type {code}, first Принять {delay} ms after Подключиться"
             );
             // The object now pulls: the echo comes back by pull, and nothing more is pushed.
-            c.call("Отправить", &mut [text("эхо")]).unwrap();
-            assert_eq!(client_receive(&c, 5000), Some(text("эхо")));
+            c.call("Отправить", &mut [s("эхо")]).unwrap();
+            assert_eq!(client_receive(&c, 5000), Some(s("эхо")));
             let pushed = c.conn().take_events();
             assert!(
                 pushed.iter().all(|e| e.data != "эхо"),
@@ -60,10 +60,10 @@ fn receive_with_timeout_0_gets_what_arrived_before_it() {
     let _g = serial();
     let server = greeting_server();
     let c = create_with("Client", app(app_type::THIN_CLIENT));
-    c.call("Подключиться", &mut [text(&server.url())]).unwrap();
+    c.call("Подключиться", &mut [s(&server.url())]).unwrap();
     std::thread::sleep(Duration::from_millis(200)); // the greeting arrives and is pushed
     let t = Instant::now();
-    assert_eq!(client_receive(&c, 0), Some(text("hello")));
+    assert_eq!(client_receive(&c, 0), Some(s("hello")));
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     c.call("Отключиться", &mut []).unwrap();
     finish(c);
@@ -78,8 +78,8 @@ fn a_push_only_form_gets_a_million_messages_in_the_default_mode() {
     const MILLION: u64 = 1_000_000;
     let peer = FloodPeer::start(Some(MILLION));
     let c = create_with("Client", app(app_type::THIN_CLIENT));
-    assert_eq!(c.get("РежимДоставки").unwrap(), text("Авто"));
-    c.call("Подключиться", &mut [text(&peer.url())]).unwrap();
+    assert_eq!(c.get("РежимДоставки").unwrap(), s("Авто"));
+    c.call("Подключиться", &mut [s(&peer.url())]).unwrap();
     let conn = c.conn();
     let mut next = 0;
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -105,16 +105,14 @@ fn the_documented_self_test_runs_verbatim_on_a_thin_client() {
     // ШАГ 1 (the seed uses a public echo service; a local one answers the same).
     let echo = echo_server();
     let client = create_with("Client", thin());
+    client.call("Подключиться", &mut [s(&echo.url())]).unwrap();
     client
-        .call("Подключиться", &mut [text(&echo.url())])
-        .unwrap();
-    client
-        .call("Подключиться", &mut [text(&echo.url())])
+        .call("Подключиться", &mut [s(&echo.url())])
         .unwrap_err();
     let err = client.call("ОписаниеОшибки", &mut []).unwrap();
     assert!(err.as_str().unwrap().contains("Подключение уже выполнено"));
-    client.call("Отправить", &mut [text("ase1ЦУ")]).unwrap();
-    assert_eq!(client_receive(&client, 0), Some(text("ase1ЦУ")));
+    client.call("Отправить", &mut [s("ase1ЦУ")]).unwrap();
+    assert_eq!(client_receive(&client, 0), Some(s("ase1ЦУ")));
     assert_eq!(client_receive(&client, 3000), None);
     client.call("Отключиться", &mut []).unwrap();
     client.call("Отключиться", &mut []).unwrap();
@@ -123,19 +121,19 @@ fn the_documented_self_test_runs_verbatim_on_a_thin_client() {
     // ШАГ 2.
     let server = create_with("Server", thin());
     server
-        .call("Запустить", &mut [text("127.0.0.1"), Var::I4(0)])
+        .call("Запустить", &mut [s("127.0.0.1"), Var::I4(0)])
         .unwrap();
     let port = server.get("Порт").unwrap().as_i64().unwrap();
     let base = format!("ws://127.0.0.1:{port}");
     let c1 = create_with("Client", thin());
     let c2 = create_with("Client", thin());
-    c1.call("Подключиться", &mut [text(&format!("{base}/first"))])
+    c1.call("Подключиться", &mut [s(&format!("{base}/first"))])
         .unwrap();
-    c2.call("Подключиться", &mut [text(&format!("{base}/testadr"))])
+    c2.call("Подключиться", &mut [s(&format!("{base}/testadr"))])
         .unwrap();
-    c1.call("Отправить", &mut [text("ase1ЙЦУ")]).unwrap();
+    c1.call("Отправить", &mut [s("ase1ЙЦУ")]).unwrap();
     let (id, data) = server_receive(&server, 0).expect("Сервер.Принять(0, …)");
-    assert_eq!((id, data), (1, text("ase1ЙЦУ")));
+    assert_eq!((id, data), (1, s("ase1ЙЦУ")));
     assert_eq!(
         server.call("Отключить", &mut [Var::I4(id as i32)]).unwrap(),
         Var::Bool(true)
@@ -160,8 +158,8 @@ fn a_slow_external_event_holds_up_neither_add_error_nor_other_sockets() {
     let blocked: Vec<_> = (0..4)
         .map(|_| {
             let c = create_with("Client", slow.clone());
-            c.set("РежимДоставки", text("События")).unwrap();
-            c.call("Подключиться", &mut [text(&greeter.url())]).unwrap();
+            c.set("РежимДоставки", s("События")).unwrap();
+            c.call("Подключиться", &mut [s(&greeter.url())]).unwrap();
             c
         })
         .collect();
@@ -176,7 +174,7 @@ fn a_slow_external_event_holds_up_neither_add_error_nor_other_sockets() {
     // AddError on the 1C thread: a wrong argument type raises through the platform.
     let t = Instant::now();
     blocked[0]
-        .call("Получить", &mut [text("не число"), Var::Empty])
+        .call("Получить", &mut [s("не число"), Var::Empty])
         .unwrap_err();
     assert!(
         t.elapsed() < Duration::from_millis(300),
@@ -190,15 +188,13 @@ fn a_slow_external_event_holds_up_neither_add_error_nor_other_sockets() {
     // Another object's socket: 100 round trips meanwhile.
     let other = create_with("Client", HostOptions::server());
     other
-        .call("Подключиться", &mut [text(&greeter.url())])
+        .call("Подключиться", &mut [s(&greeter.url())])
         .unwrap();
-    assert_eq!(client_receive(&other, 2000), Some(text("hello")));
+    assert_eq!(client_receive(&other, 2000), Some(s("hello")));
     let t = Instant::now();
     for i in 0..100 {
-        other
-            .call("Отправить", &mut [text(&i.to_string())])
-            .unwrap();
-        assert_eq!(client_receive(&other, 2000), Some(text(&i.to_string())));
+        other.call("Отправить", &mut [s(&i.to_string())]).unwrap();
+        assert_eq!(client_receive(&other, 2000), Some(s(&i.to_string())));
     }
     assert!(
         blocked.iter().any(|c| c.conn().events_in_flight() > 0),
@@ -230,12 +226,12 @@ fn notify_mode_loses_nothing_when_the_platform_discards_silently() {
     assert_eq!(c.conn().buffer_depth(), 10_000, "depth = РазмерОчереди");
     c.set("РазмерОчереди", Var::I4(2000)).unwrap();
     assert_eq!(c.conn().buffer_depth(), 2000, "depth follows РазмерОчереди");
-    c.set("РежимДоставки", text("Уведомления")).unwrap();
-    c.call("Подключиться", &mut [text(&peer.url())]).unwrap();
+    c.set("РежимДоставки", s("Уведомления")).unwrap();
+    c.call("Подключиться", &mut [s(&peer.url())]).unwrap();
     for i in 0..N {
         assert_eq!(
             client_receive(&c, 5000),
-            Some(text(&i.to_string())),
+            Some(s(&i.to_string())),
             "message {i}"
         );
     }
@@ -261,7 +257,7 @@ fn fractional_timeouts_are_refused_not_rounded_to_forever() {
         assert!(text.contains("целое число"), "{e:?}: {text}");
     }
     let srv = create_with("Server", HostOptions::server());
-    srv.call("Принять", &mut [Var::R8(0.4), Var::I4(0), text("")])
+    srv.call("Принять", &mut [Var::R8(0.4), Var::I4(0), s("")])
         .unwrap_err();
     assert!(srv.conn().last_error().unwrap().contains("Таймаут"));
     finish(c);
@@ -275,13 +271,12 @@ fn a_ping_over_125_bytes_is_refused() {
     let _g = serial();
     let peer = greeting_server();
     let c = create_with("Client", HostOptions::server());
-    c.call("Подключиться", &mut [text(&peer.url())]).unwrap();
-    c.call("ОтправитьПинг", &mut [text(&"ж".repeat(63))])
+    c.call("Подключиться", &mut [s(&peer.url())]).unwrap();
+    c.call("ОтправитьПинг", &mut [s(&"ж".repeat(63))])
         .unwrap_err();
     assert!(c.conn().last_error().unwrap().contains("125"));
-    c.call("ОтправитьПинг", &mut [text(&"x".repeat(125))])
-        .unwrap();
-    let mut ev = [Var::I4(5000), text(""), text("")];
+    c.call("ОтправитьПинг", &mut [s(&"x".repeat(125))]).unwrap();
+    let mut ev = [Var::I4(5000), s(""), s("")];
     let mut got_pong = false;
     while c.call("ПолучитьСобытие", &mut ev).unwrap() == Var::Bool(true) {
         if ev[1].as_str().unwrap().contains("Pong") {
@@ -342,10 +337,9 @@ fn messages_sent_just_before_the_object_dies_are_delivered() {
     const CYCLES: usize = 1000;
     for i in 0..CYCLES {
         let c = create_with("Client", HostOptions::server());
-        c.call("Подключиться", &mut [text(&server.url())]).unwrap();
+        c.call("Подключиться", &mut [s(&server.url())]).unwrap();
         for k in 0..3 {
-            c.call("Отправить", &mut [text(&format!("{i}.{k}"))])
-                .unwrap();
+            c.call("Отправить", &mut [s(&format!("{i}.{k}"))]).unwrap();
         }
         finish(c); // Done() + DestroyObject, no Отключиться
     }
@@ -383,7 +377,7 @@ fn a_server_destroyed_or_stopped_right_after_sending_delivers_first() {
     for stop in [false, true] {
         let server = create_with("Server", HostOptions::server());
         server
-            .call("Запустить", &mut [text("127.0.0.1"), Var::I4(0)])
+            .call("Запустить", &mut [s("127.0.0.1"), Var::I4(0)])
             .unwrap();
         let port = server.get("Порт").unwrap().as_i64().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -423,7 +417,7 @@ fn a_server_destroyed_or_stopped_right_after_sending_delivers_first() {
         for i in 0..500 {
             assert_eq!(
                 server
-                    .call("Отправить", &mut [Var::I4(1), text(&i.to_string())])
+                    .call("Отправить", &mut [Var::I4(1), s(&i.to_string())])
                     .unwrap(),
                 Var::I4(1)
             );

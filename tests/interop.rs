@@ -16,7 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{TestPki, create_with, finish, python, run_peer, serial, spki_hash};
+use common::{
+    TestPki, client_receive, create_with, finish, next_event_json, python, run_peer, s, serial,
+    spki_hash,
+};
 use serde_json::Value as Json;
 use ws1c_host::{HostOptions, Obj, Var};
 
@@ -32,10 +35,6 @@ const CLOSE_ME: &str = "закрой меня";
 const BY_CLIENT: (&str, u16, &str) = ("client", 4000, "клиент: готово");
 const BY_SERVER: (&str, u16, &str) = ("server", 4001, "сервер: пока");
 
-fn s(v: &str) -> Var {
-    Var::Str(v.to_owned())
-}
-
 fn peers() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
 }
@@ -44,22 +43,12 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// `ПолучитьСобытие(timeout)`: the header (parsed) and the data.
-fn next_event(obj: &Obj, timeout_ms: i32) -> Option<(Json, String)> {
-    let mut ev = [Var::I4(timeout_ms), Var::Empty, Var::Empty];
-    if obj.call("ПолучитьСобытие", &mut ev).unwrap() != Var::Bool(true) {
-        return None;
-    }
-    let header = serde_json::from_str(ev[1].as_str().unwrap()).expect("event header JSON");
-    Some((header, ev[2].as_str().unwrap().to_owned()))
-}
-
 // ----- the add-in's Server ------------------------------------------------------------------
 
 /// One step of the server's event loop: echoes messages to their sender (binary as binary),
 /// answers `CLOSE_ME` with `Отключить(id, 4001, "сервер: пока")`, records every event.
 fn serve(server: &Obj, seen: &mut Vec<(Json, String)>) {
-    let Some((h, data)) = next_event(server, 50) else {
+    let Some((h, data)) = next_event_json(server, 50) else {
         return;
     };
     if h["Event"] == "Message" {
@@ -325,12 +314,6 @@ impl Drop for PeerServer {
     }
 }
 
-/// `Получить(5000)`: the next message.
-fn receive(c: &Obj) -> Option<Var> {
-    let mut args = [Var::I4(5000), Var::Empty];
-    (c.call("Получить", &mut args).unwrap() == Var::Bool(true)).then(|| args[1].clone())
-}
-
 /// The add-in's Client against a peer server started by `server(tls)`, over ws and wss,
 /// closed by either side.
 fn client_scenario(what: &str, pki: &TestPki, server: impl Fn(bool) -> Command, sees_pings: bool) {
@@ -372,19 +355,23 @@ fn client_scenario_via(
                 "{what}"
             );
             if let Some((_, port)) = proxy {
-                let (h, _) = next_event(&c, 5000).expect("the open event");
+                let (h, _) = next_event_json(&c, 5000).expect("the open event");
                 assert_eq!(h["State"], "Open", "{what}");
                 assert_eq!(h["Address"], format!("127.0.0.1:{port}"), "{what}: {h}");
             }
             for text in [TEXT.to_owned(), big_text()] {
                 c.call("Отправить", &mut [s(&text)]).unwrap();
-                assert_eq!(receive(&c), Some(Var::Str(text)), "{what}");
+                assert_eq!(client_receive(&c, 5000), Some(Var::Str(text)), "{what}");
             }
             c.call("ОтправитьДвоичныеДанные", &mut [Var::Blob(BINARY.to_vec())])
                 .unwrap();
-            assert_eq!(receive(&c), Some(Var::Blob(BINARY.to_vec())), "{what}");
+            assert_eq!(
+                client_receive(&c, 5000),
+                Some(Var::Blob(BINARY.to_vec())),
+                "{what}"
+            );
             c.call("ОтправитьПинг", &mut [s("пинг")]).unwrap();
-            let pong = std::iter::from_fn(|| next_event(&c, 5000))
+            let pong = std::iter::from_fn(|| next_event_json(&c, 5000))
                 .find(|(h, _)| h["Event"] == "Pong")
                 .expect("a pong");
             assert_eq!(pong.0.to_string(), r#"{"Event":"Pong"}"#, "{what}");
@@ -396,7 +383,7 @@ fn client_scenario_via(
             } else {
                 c.call("Отправить", &mut [s(CLOSE_ME)]).unwrap();
             }
-            let (h, _) = std::iter::from_fn(|| next_event(&c, 5000))
+            let (h, _) = std::iter::from_fn(|| next_event_json(&c, 5000))
                 .find(|(h, _)| h["Event"] == "Connection")
                 .expect("the close event");
             assert_eq!(
@@ -578,9 +565,9 @@ fn bad_frames_and_limits_fail_the_connection_with_the_rfc_close_code() {
             close_code(&mut ws).await
         });
         assert_eq!(got, Some(code), "the peer learns why");
-        let (open, _) = next_event(&server, 5000).expect("open");
+        let (open, _) = next_event_json(&server, 5000).expect("open");
         assert_eq!(open["State"], "Open");
-        let (fail, _) = next_event(&server, 5000).expect("fail");
+        let (fail, _) = next_event_json(&server, 5000).expect("fail");
         assert_eq!(fail["State"], "Fail", "{fail}");
         finish(server);
     }
@@ -605,7 +592,7 @@ fn bad_frames_and_limits_fail_the_connection_with_the_rfc_close_code() {
     c.call("Подключиться", &mut [s(&format!("ws://127.0.0.1:{port}/"))])
         .unwrap();
     assert_eq!(peer.join().unwrap(), Some(1007), "the server learns why");
-    let fail = std::iter::from_fn(|| next_event(&c, 5000))
+    let fail = std::iter::from_fn(|| next_event_json(&c, 5000))
         .find(|(h, _)| h["Event"] == "Connection" && h["State"] != "Open")
         .expect("a fail event");
     assert_eq!(fail.0["State"], "Fail", "{}", fail.0);

@@ -586,7 +586,7 @@ impl Drop for Pproxy {
 }
 
 /// A 1C `Строка`.
-pub fn text(v: &str) -> ws1c_host::Var {
+pub fn s(v: &str) -> ws1c_host::Var {
     ws1c_host::Var::Str(v.to_owned())
 }
 
@@ -598,21 +598,50 @@ pub fn client_receive(c: &Obj, timeout_ms: i32) -> Option<ws1c_host::Var> {
     match c.call("Принять", &mut args).expect("Принять") {
         Var::Bool(true) => Some(args[1].clone()),
         Var::Bool(false) => {
-            assert_eq!(
-                args[1],
-                text(""),
-                "Данные is an empty string after a timeout"
-            );
+            assert_eq!(args[1], s(""), "Данные is an empty string after a timeout");
             None
         }
         other => panic!("Принять returned {other:?}"),
     }
 }
 
+/// `Клиент.Получить(Таймаут, Данные)` for text: the message as a Rust string.
+pub fn receive_text(c: &Obj, timeout_ms: i32) -> Option<String> {
+    client_receive(c, timeout_ms).map(|v| v.as_str().expect("a text message").to_owned())
+}
+
+/// `ПолучитьСобытие(Таймаут, Событие, Данные)`: (`Событие`, `Данные`), or `None` after the
+/// timeout.
+pub fn next_event(obj: &Obj, timeout_ms: i32) -> Option<(String, String)> {
+    use ws1c_host::Var;
+    let mut args = [Var::I4(timeout_ms), Var::Empty, Var::Empty];
+    match obj
+        .call("ПолучитьСобытие", &mut args)
+        .expect("ПолучитьСобытие")
+    {
+        Var::Bool(true) => Some((
+            args[1].as_str().expect("Событие").to_owned(),
+            args[2].as_str().expect("Данные").to_owned(),
+        )),
+        _ => None,
+    }
+}
+
+/// [`next_event`] with the header parsed.
+pub fn next_event_json(obj: &Obj, timeout_ms: i32) -> Option<(serde_json::Value, String)> {
+    next_event(obj, timeout_ms)
+        .map(|(h, d)| (serde_json::from_str(&h).expect("event header JSON"), d))
+}
+
+/// The 1C server (a scheduled job): auto delivery = pull, no events.
+pub fn job() -> HostOptions {
+    HostOptions::server()
+}
+
 /// `Сервер.Принять(Таймаут, ИДКлиента, Данные)`: (id, message), or `None` after the timeout.
 pub fn server_receive(srv: &Obj, timeout_ms: i32) -> Option<(i64, ws1c_host::Var)> {
     use ws1c_host::Var;
-    let mut args = [Var::I4(timeout_ms), Var::I4(0), text("")];
+    let mut args = [Var::I4(timeout_ms), Var::I4(0), s("")];
     match srv.call("Принять", &mut args).expect("Принять") {
         Var::Bool(true) => Some((args[1].as_i64().expect("ИДКлиента"), args[2].clone())),
         Var::Bool(false) => None,
