@@ -926,6 +926,8 @@ pub enum ServerError {
     },
     /// `Настроить` while running.
     ConfigureWhileRunning,
+    /// `Запустить` with a blank interface (all interfaces must be asked for by name).
+    BlankInterface,
 }
 
 /// `Result` with the core's error.

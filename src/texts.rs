@@ -741,6 +741,12 @@ fn server(e: &ServerError, lang: Lang) -> String {
                 format!("No connection with ClientId {id}")
             }
         }
+        ServerError::BlankInterface => lang
+            .pick(
+                "Не указан интерфейс: задайте адрес (например 127.0.0.1), а для всех интерфейсов — явно 0.0.0.0, :: или *",
+                "No interface given: pass an address (for example 127.0.0.1), or for every interface explicitly 0.0.0.0, :: or *",
+            )
+            .to_owned(),
         ServerError::ConfigureWhileRunning => lang
             .pick(
                 "Настроить вызывается до Запустить (сервер уже запущен)",

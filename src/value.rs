@@ -133,6 +133,8 @@ pub enum TypeName {
     Binary,
     /// A value the add-in cannot take (see [`Value::Unsupported`]).
     Unsupported,
+    /// Any value of the 1C primitive types (what an `Any` parameter accepts).
+    Primitive,
 }
 
 impl TypeName {
@@ -154,6 +156,12 @@ impl TypeName {
             (TypeName::Binary, Lang::En) => "BinaryData",
             (TypeName::Unsupported, Lang::Ru) => "значение неподдерживаемого типа",
             (TypeName::Unsupported, Lang::En) => "a value of an unsupported type",
+            (TypeName::Primitive, Lang::Ru) => {
+                "значение примитивного типа (Строка, Число, Булево, Дата, ДвоичныеДанные)"
+            }
+            (TypeName::Primitive, Lang::En) => {
+                "a value of a primitive type (String, Number, Boolean, Date, BinaryData)"
+            }
         }
     }
 }
@@ -188,10 +196,11 @@ impl ParamType {
         }
     }
 
-    /// The expected type for error texts (`None` for Any/Out, which accept everything).
+    /// The expected type for error texts (`None` for Out, which accepts everything).
     pub fn expected(self) -> Option<TypeName> {
         match self {
-            ParamType::Any | ParamType::Out => None,
+            ParamType::Out => None,
+            ParamType::Any => Some(TypeName::Primitive),
             ParamType::Str => Some(TypeName::String),
             ParamType::Number => Some(TypeName::Number),
             ParamType::Bool => Some(TypeName::Boolean),

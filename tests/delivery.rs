@@ -431,3 +431,32 @@ fn a_server_destroyed_or_stopped_right_after_sending_delivers_first() {
         assert_eq!(code, Some(1001), "stop = {stop}");
     }
 }
+
+/// A blank interface never means "every interface" silently: it raises; `*` and `0.0.0.0`
+/// ask for every interface explicitly.
+#[test]
+fn a_blank_interface_is_refused_and_every_interface_must_be_asked_for() {
+    let _g = serial();
+    let srv = create_with("Server", HostOptions::server());
+    for blank in ["", " ", "\t"] {
+        srv.call("Запустить", &mut [s(blank), Var::I4(0)])
+            .unwrap_err();
+        assert!(
+            srv.conn()
+                .last_error()
+                .unwrap()
+                .contains("0.0.0.0, :: или *"),
+            "{:?}",
+            srv.conn().last_error()
+        );
+        assert_eq!(srv.get("Статус").unwrap(), Var::I4(-1));
+        assert_eq!(srv.get("Порт").unwrap(), Var::I4(0));
+    }
+    for every in ["*", "0.0.0.0"] {
+        srv.call("Запустить", &mut [s(every), Var::I4(0)]).unwrap();
+        assert_eq!(srv.get("Сервер").unwrap(), s(every));
+        assert_eq!(srv.get("Статус").unwrap(), Var::I4(1));
+        srv.call_proc("Остановить", &mut []).unwrap();
+    }
+    finish(srv);
+}

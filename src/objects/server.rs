@@ -71,12 +71,16 @@ impl Server {
         Server::default()
     }
 
+    /// The address to listen on. A blank interface is refused: listening on every interface
+    /// exposes the 1C process to the network, so it happens only when asked for by name —
+    /// `0.0.0.0` (every IPv4 interface), `::` (every IPv6 one, and IPv4 where the system
+    /// maps it) or `*` (the same as `0.0.0.0`).
     fn bind_address(interface: &str, port: u16) -> Result<SocketAddr> {
         let interface = interface.trim();
-        let host = if interface.is_empty() {
-            "0.0.0.0"
-        } else {
-            interface
+        let host = match interface {
+            "" => return Err(Error::Server(ServerError::BlankInterface)),
+            "*" => "0.0.0.0",
+            other => other,
         };
         if let Ok(ip) = host
             .trim_start_matches('[')
