@@ -8,6 +8,7 @@
 //! | binary | `{"Event":"Message","Type":"Binary","Connection":7,"Encoding":"base64"}` | base64 of the bytes |
 //! | close | `{"Event":"Connection","State":"Close","Connection":7,"Code":1000,"Reason":"Normal"}` | `{"Connection":"Close","Code":1000,"Reason":"Normal"}` |
 //! | fail | `{"Event":"Connection","State":"Fail","Connection":7,"Error":"…"}` | `{"Connection":"Fail","Error":"…"}` |
+//! | close / fail with messages left unsent | … `"Unsent":3` after the other keys | … `"Unsent":3` |
 //! | reconnecting | `{"Event":"Connection","State":"Reconnecting","Attempt":3,"DelayMs":2000}` | `{}` |
 //! | pong | `{"Event":"Pong"}` (`"Connection"` on the server) | the pong payload as text |
 //! | text with U+0000 | `{"Event":"Message","Type":"Text","Connection":7,"Encoding":"base64"}` | base64 of its UTF-8 |
@@ -49,11 +50,15 @@ pub enum EventKind {
         code: u16,
         /// Close reason.
         reason: String,
+        /// Messages `Отправить` accepted that never reached the socket (`"Unsent"`).
+        unsent: u64,
     },
     /// The connection failed.
     Fail {
         /// Why.
         error: String,
+        /// Messages `Отправить` accepted that never reached the socket (`"Unsent"`).
+        unsent: u64,
     },
     /// The client is about to reconnect.
     Reconnecting {
@@ -64,6 +69,16 @@ pub enum EventKind {
     },
     /// A pong arrived.
     Pong(Vec<u8>),
+}
+
+/// The `Close` / `Fail` header fields, with `"Unsent"` when messages were left unsent. Why
+/// only then: handlers written for the documented component compare these strings, and
+/// the usual close loses nothing; an absent key reads as 0.
+fn with_unsent(mut fields: Vec<(&'static str, Json)>, unsent: u64) -> Vec<(&'static str, Json)> {
+    if unsent > 0 {
+        fields.push(("Unsent", json!(unsent)));
+    }
+    fields
 }
 
 /// One event of one object; `conn` is the server connection id (`None` on the client).
@@ -147,17 +162,27 @@ impl Event {
                 ("Type", json!("Binary")),
                 ("Encoding", json!("base64")),
             ],
-            EventKind::Close { code, reason } => vec![
-                ("Event", json!("Connection")),
-                ("State", json!("Close")),
-                ("Code", json!(code)),
-                ("Reason", json!(reason)),
-            ],
-            EventKind::Fail { error } => vec![
-                ("Event", json!("Connection")),
-                ("State", json!("Fail")),
-                ("Error", json!(error)),
-            ],
+            EventKind::Close {
+                code,
+                reason,
+                unsent,
+            } => with_unsent(
+                vec![
+                    ("Event", json!("Connection")),
+                    ("State", json!("Close")),
+                    ("Code", json!(code)),
+                    ("Reason", json!(reason)),
+                ],
+                *unsent,
+            ),
+            EventKind::Fail { error, unsent } => with_unsent(
+                vec![
+                    ("Event", json!("Connection")),
+                    ("State", json!("Fail")),
+                    ("Error", json!(error)),
+                ],
+                *unsent,
+            ),
             EventKind::Reconnecting { attempt, delay_ms } => vec![
                 ("Event", json!("Connection")),
                 ("State", json!("Reconnecting")),
@@ -203,10 +228,24 @@ impl Event {
             EventKind::Text(t) if self.base64_text() => return b64(t.as_bytes()),
             EventKind::Text(t) => return Cow::Borrowed(t),
             EventKind::Binary(b) => return b64(b),
-            EventKind::Close { code, reason } => {
-                json!({"Connection": "Close", "Code": code, "Reason": reason}).to_string()
+            EventKind::Close {
+                code,
+                reason,
+                unsent,
+            } => {
+                let mut m = json!({"Connection": "Close", "Code": code, "Reason": reason});
+                if *unsent > 0 {
+                    m["Unsent"] = json!(unsent);
+                }
+                m.to_string()
             }
-            EventKind::Fail { error } => json!({"Connection": "Fail", "Error": error}).to_string(),
+            EventKind::Fail { error, unsent } => {
+                let mut m = json!({"Connection": "Fail", "Error": error});
+                if *unsent > 0 {
+                    m["Unsent"] = json!(unsent);
+                }
+                m.to_string()
+            }
             EventKind::Reconnecting { .. } => "{}".to_owned(),
             EventKind::Pong(p) if self.base64_text() => return b64(p),
             EventKind::Pong(p) => return String::from_utf8_lossy(p),
@@ -269,6 +308,7 @@ mod tests {
             EventKind::Close {
                 code: 1000,
                 reason: "Normal".into(),
+                unsent: 0,
             },
         );
         assert_eq!(
@@ -283,6 +323,7 @@ mod tests {
             Some(7),
             EventKind::Fail {
                 error: "сброс \"x\"".into(),
+                unsent: 0,
             },
         );
         assert_eq!(
@@ -308,6 +349,41 @@ mod tests {
         assert_eq!(
             ev(None, EventKind::Pong(b"p".to_vec())).header(),
             r#"{"Event":"Pong"}"#
+        );
+    }
+
+    #[test]
+    fn unsent_messages_are_named_only_when_there_are_some() {
+        let close = ev(
+            Some(7),
+            EventKind::Close {
+                code: 1006,
+                reason: String::new(),
+                unsent: 3,
+            },
+        );
+        assert_eq!(
+            close.header(),
+            r#"{"Event":"Connection","State":"Close","Connection":7,"Code":1006,"Reason":"","Unsent":3}"#
+        );
+        assert_eq!(
+            close.data(),
+            r#"{"Connection":"Close","Code":1006,"Reason":"","Unsent":3}"#
+        );
+        let fail = ev(
+            None,
+            EventKind::Fail {
+                error: "e".into(),
+                unsent: 12,
+            },
+        );
+        assert_eq!(
+            fail.header(),
+            r#"{"Event":"Connection","State":"Fail","Error":"e","Unsent":12}"#
+        );
+        assert_eq!(
+            fail.data(),
+            r#"{"Connection":"Fail","Error":"e","Unsent":12}"#
         );
     }
 

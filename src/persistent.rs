@@ -99,6 +99,15 @@ pub async fn expire_when_idle(
             let since = *alone_since.lock().unwrap_or_else(|e| e.into_inner());
             match since {
                 Some(t) if t.elapsed() >= expiry => {
+                    // Queued messages go out and connections close with 1001 (drain); the
+                    // token, which `sweep` looks at, ends what is left after the bound.
+                    ctx.drain.cancel();
+                    ctx.run_tracker.close();
+                    let bound = ctx.options.limits.close_timeout;
+                    tokio::select! {
+                        _ = tokio::time::sleep(bound) => {}
+                        _ = ctx.run_tracker.wait() => {}
+                    }
                     ctx.token.cancel();
                     return;
                 }

@@ -27,14 +27,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::{Builder, Handle, Runtime};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Result};
 
 /// How long the last lease waits for stragglers when it shuts the runtime down.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
-
-/// Whether connection tasks end on `Engine::drain` (MERGE-PENDING).
-const DRAIN_HONOURED: bool = false;
 
 /// Shutdowns (of an object's tasks, or of the runtime) that hit their bound.
 static SHUTDOWN_TIMEOUTS: AtomicU64 = AtomicU64::new(0);
@@ -135,13 +134,13 @@ pub struct Engine {
     pub lease: RuntimeLease,
     /// Cancelled by `Done()` at its bound; every task of the object selects on it or a
     /// child of it and ends at once.
-    pub token: tokio_util::sync::CancellationToken,
+    pub token: CancellationToken,
     /// Cancelled first by `Done()`: connections send what `Отправить` accepted, close with
     /// 1001 and end; the accept loop stops accepting. `token` still ends everything at the
     /// bound.
-    pub drain: tokio_util::sync::CancellationToken,
+    pub drain: CancellationToken,
     /// Every task of the object.
-    pub tracker: tokio_util::task::TaskTracker,
+    pub tracker: TaskTracker,
 }
 
 impl Engine {
@@ -149,9 +148,9 @@ impl Engine {
     pub fn start() -> Result<Engine> {
         Ok(Engine {
             lease: RuntimeLease::acquire()?,
-            token: tokio_util::sync::CancellationToken::new(),
-            drain: tokio_util::sync::CancellationToken::new(),
-            tracker: tokio_util::task::TaskTracker::new(),
+            token: CancellationToken::new(),
+            drain: CancellationToken::new(),
+            tracker: TaskTracker::new(),
         })
     }
 
@@ -186,29 +185,35 @@ impl Engine {
     /// bound goes to the drain; the last fifth (at most 500 ms) is kept for the hard cancel,
     /// so that `Done()` still returns within `wait` when a peer stops reading.
     pub fn shutdown(&self, wait: Duration) -> bool {
+        self.end_tasks(&self.drain, &self.token, &self.tracker, wait)
+    }
+
+    /// Ends the tasks of `tracker` in the two stages of [`Engine::shutdown`]: `drain`, then
+    /// `token` for what is left, all within `wait`, on this (1C) thread. Used for the whole
+    /// object and for one server run (`Остановить`).
+    pub fn end_tasks(
+        &self,
+        drain: &CancellationToken,
+        token: &CancellationToken,
+        tracker: &TaskTracker,
+        wait: Duration,
+    ) -> bool {
         let deadline = Instant::now() + wait;
         let reserve = (wait / 5).min(Duration::from_millis(500));
-        self.drain.cancel();
-        self.tracker.close();
-        let tracker = self.tracker.clone();
-        // MERGE-PENDING: the connection layer does not honour `drain` yet; until it does, the
-        // drain stage gets no time (else every Done() would sit out most of its bound).
-        let drain_stage = if DRAIN_HONOURED {
-            wait - reserve
-        } else {
-            Duration::ZERO
-        };
+        drain.cancel();
+        tracker.close();
+        let t = tracker.clone();
         let drained = self
-            .block_on_timeout(drain_stage, async move { tracker.wait().await })
+            .block_on_timeout(wait - reserve, async move { t.wait().await })
             .is_some();
-        self.token.cancel();
+        token.cancel();
         if drained {
             return true;
         }
-        let tracker = self.tracker.clone();
+        let t = tracker.clone();
         let left = deadline.saturating_duration_since(Instant::now());
         let ended = self
-            .block_on_timeout(left, async move { tracker.wait().await })
+            .block_on_timeout(left, async move { t.wait().await })
             .is_some();
         if !ended {
             count_shutdown_timeout();

@@ -1283,8 +1283,12 @@ fn all_headers() -> Vec<serde_json::Map<String, serde_json::Value>> {
         EventKind::Close {
             code: 1000,
             reason: "r".into(),
+            unsent: 0,
         },
-        EventKind::Fail { error: "e".into() },
+        EventKind::Fail {
+            error: "e".into(),
+            unsent: 0,
+        },
         EventKind::Reconnecting {
             attempt: 1,
             delay_ms: 500,

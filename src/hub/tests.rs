@@ -121,6 +121,7 @@ async fn a_full_queue_makes_producers_wait_and_loses_nothing() {
             kind: EventKind::Close {
                 code: 1000,
                 reason: String::new(),
+                unsent: 0,
             },
         },
         &token,

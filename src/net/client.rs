@@ -33,7 +33,7 @@ use crate::hub::Hub;
 use crate::lang::Lang;
 use crate::log::{Level, Log};
 use crate::net::Command;
-use crate::net::conn::{End, Pump};
+use crate::net::conn::{End, Pump, close_queue};
 use crate::net::options::{ClientOptions, Reconnect};
 use crate::net::proxy;
 use crate::net::stream::{self, MaybeTls};
@@ -535,8 +535,10 @@ pub struct Task {
     pub ready: SyncSender<Result<()>>,
     /// This connection (a child of the object's token).
     pub token: CancellationToken,
-    /// The object's token: cancelled only by `Done()`.
+    /// The object's token: cancelled only by `Done()`, at its bound.
     pub done: CancellationToken,
+    /// The object's drain token: cancelled first by `Done()` (see [`Pump::drain`]).
+    pub drain: CancellationToken,
     /// The object's tracker, for the writer.
     pub tracker: TaskTracker,
 }
@@ -558,6 +560,7 @@ pub async fn run(task: Task) {
         ready,
         token,
         done,
+        drain,
         tracker,
     } = task;
     let log = Arc::new(match &options.log {
@@ -612,6 +615,7 @@ pub async fn run(task: Task) {
             commands: rx,
             token: token.child_token(),
             going_away: done.clone(),
+            drain: drain.clone(),
             tracker: tracker.clone(),
             stats: Arc::default(),
             ping_interval: options.ping_interval,
@@ -619,15 +623,33 @@ pub async fn run(task: Task) {
             pong_timeout: options.ping_interval.map(|_| options.pong_timeout),
             log: log.clone(),
         };
-        let (end, rx) = pump.run(est.ws).await;
-        commands = rx;
-        let stopped = token.is_cancelled() || shared.stopping.load(Ordering::SeqCst);
-        let again = options.reconnect.enabled && !stopped && commands.is_some();
-        let kind = match end {
+        let mut ended = pump.run(est.ws).await;
+        let stopped = token.is_cancelled()
+            || drain.is_cancelled()
+            || shared.stopping.load(Ordering::SeqCst);
+        let again = options.reconnect.enabled && !stopped && ended.commands.is_some();
+        // With reconnect the queue carries over to the next connection (what it holds goes
+        // out there); only the writer's lost batch is unsent. Without, all of it is.
+        let unsent = if again {
+            ended.lost
+        } else {
+            ended.unsent()
+        };
+        if unsent > 0 {
+            log.write(Level::Error, || {
+                format!("{unsent} messages accepted by Send were not sent")
+            });
+        }
+        commands = ended.commands.take();
+        let kind = match ended.end {
             End::Closed(code, reason) => {
                 log.write(Level::Info, || format!("closed: {code} {reason}"));
                 shared.status.store(STATUS_IDLE, Ordering::SeqCst);
-                Some(EventKind::Close { code, reason })
+                Some(EventKind::Close {
+                    code,
+                    reason,
+                    unsent,
+                })
             }
             End::Failed(error) => {
                 log.write(Level::Error, || format!("failed: {error}"));
@@ -637,15 +659,16 @@ pub async fn run(task: Task) {
                 } else {
                     error
                 };
-                Some(EventKind::Fail { error })
+                Some(EventKind::Fail { error, unsent })
             }
-            End::Cancelled if done.is_cancelled() => None,
+            End::Cancelled if done.is_cancelled() || drain.is_cancelled() => None,
             End::Cancelled => {
                 log.write(Level::Info, || "closed by this side".to_owned());
                 shared.status.store(STATUS_IDLE, Ordering::SeqCst);
                 Some(EventKind::Close {
                     code: 1006,
                     reason: "close handshake timed out".into(),
+                    unsent,
                 })
             }
         };
@@ -658,10 +681,24 @@ pub async fn run(task: Task) {
         if !again {
             break;
         }
-        match reconnect(&target, &options, &hub, &shared, &token, &log).await {
+        let link = Link {
+            target: &target,
+            options: &options,
+            hub: &hub,
+            shared: &shared,
+            token: &token,
+            log: &log,
+        };
+        match reconnect(link, &mut commands).await {
             Some(e) => est = e,
             None => break,
         }
+    }
+    // Ended during a back-off (Done, Disconnect) or gave up: what 1C queued meanwhile.
+    if let Some(n) = commands.as_mut().map(close_queue).filter(|n| *n > 0) {
+        log.write(Level::Error, || {
+            format!("{n} messages accepted by Send were not sent")
+        });
     }
     // Stopped in the middle of a back-off: not connected, not reconnecting.
     let _ = shared.status.compare_exchange(
@@ -676,14 +713,28 @@ pub async fn run(task: Task) {
 
 /// Attempts until one succeeds (`Some`), the token is cancelled or the attempts run out
 /// (`None`; a Fail event then says why).
+/// What a reconnect needs of its connection task.
+struct Link<'a> {
+    target: &'a Target,
+    options: &'a ClientOptions,
+    hub: &'a Hub,
+    shared: &'a Shared,
+    token: &'a CancellationToken,
+    log: &'a Log,
+}
+
 async fn reconnect(
-    target: &Target,
-    o: &ClientOptions,
-    hub: &Hub,
-    shared: &Shared,
-    token: &CancellationToken,
-    log: &Log,
+    link: Link<'_>,
+    commands: &mut Option<mpsc::Receiver<Command>>,
 ) -> Option<Established> {
+    let Link {
+        target,
+        options: o,
+        hub,
+        shared,
+        token,
+        log,
+    } = link;
     let mut last_error = String::new();
     for attempt in 1u32.. {
         if o.reconnect.max_attempts > 0 && attempt > o.reconnect.max_attempts {
@@ -693,10 +744,12 @@ async fn reconnect(
             });
             shared.status.store(STATUS_ERROR, Ordering::SeqCst);
             let error = format!("reconnect failed after {n} attempts: {last_error}");
+            // What 1C queued while the link was down will never go: say how much.
+            let unsent = commands.as_mut().map_or(0, close_queue);
             hub.publish(
                 Event {
                     conn: None,
-                    kind: EventKind::Fail { error },
+                    kind: EventKind::Fail { error, unsent },
                 },
                 token,
             )

@@ -52,6 +52,36 @@ pub enum End {
     Cancelled,
 }
 
+/// How long a draining connection waits for the peer to answer its 1001 close.
+const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
+
+/// What a finished connection leaves behind.
+pub struct Ended {
+    /// How it ended.
+    pub end: End,
+    /// The command queue with whatever is still in it (`None` if the writer was lost).
+    pub commands: Option<mpsc::Receiver<Command>>,
+    /// Messages the writer had taken from the queue but could not get to the socket.
+    pub lost: u64,
+}
+
+impl Ended {
+    /// Every message `Отправить` accepted that did not reach the socket: the writer's lost
+    /// batch and what is still queued. Closes the queue, so a later `Отправить` fails
+    /// instead of queueing into nowhere.
+    pub fn unsent(&mut self) -> u64 {
+        self.lost + self.commands.as_mut().map_or(0, close_queue)
+    }
+}
+
+/// Closes a command queue and counts the messages left in it.
+pub fn close_queue(rx: &mut mpsc::Receiver<Command>) -> u64 {
+    rx.close();
+    std::iter::from_fn(|| rx.try_recv().ok())
+        .filter(Command::is_message)
+        .count() as u64
+}
+
 /// One open connection's tasks and what they share.
 pub struct Pump {
     /// Server connection id (`None` on the client).
@@ -64,6 +94,10 @@ pub struct Pump {
     pub token: CancellationToken,
     /// Cancelled when the object (or the server) goes away: the writer then says 1001.
     pub going_away: CancellationToken,
+    /// Cancelled first when the object (or the server) goes away: the writer sends what is
+    /// queued, says 1001 and waits briefly for the peer's answer; `token` still cuts it
+    /// short at the bound.
+    pub drain: CancellationToken,
     /// The object's tracker, for the writer task.
     pub tracker: TaskTracker,
     /// Traffic counters.
@@ -82,7 +116,7 @@ pub struct Pump {
 impl Pump {
     /// Runs the reader here and the writer as a tracked task until the connection ends;
     /// gives back the command queue (with whatever is still in it) once the writer is gone.
-    pub async fn run<S>(self, ws: WebSocketStream<S>) -> (End, Option<mpsc::Receiver<Command>>)
+    pub async fn run<S>(self, ws: WebSocketStream<S>) -> Ended
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -92,6 +126,7 @@ impl Pump {
             commands,
             token,
             going_away,
+            drain,
             tracker,
             stats,
             ping_interval,
@@ -102,9 +137,12 @@ impl Pump {
         let (sink, stream) = ws.split();
         let failure = Arc::new(Mutex::new(None));
         let farewell = Arc::new(Mutex::new(None));
+        let lost = Arc::new(AtomicU64::new(0));
         let w = Writer {
             token: token.clone(),
             going_away,
+            drain,
+            lost: lost.clone(),
             failure: failure.clone(),
             farewell: farewell.clone(),
             stats: stats.clone(),
@@ -129,7 +167,11 @@ impl Pump {
             },
             other => other,
         };
-        (end, commands)
+        Ended {
+            end,
+            commands,
+            lost: lost.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -315,6 +357,9 @@ const SMALL_BATCH: usize = 16;
 struct Writer {
     token: CancellationToken,
     going_away: CancellationToken,
+    drain: CancellationToken,
+    /// Messages taken from the queue whose batch failed or was cut short.
+    lost: Arc<AtomicU64>,
     failure: Arc<Mutex<Option<String>>>,
     /// Set by the reader when it ended the connection: the close frame to send.
     farewell: Arc<Mutex<Option<(u16, String)>>>,
@@ -334,6 +379,8 @@ impl Writer {
         let Writer {
             token,
             going_away,
+            drain,
+            lost,
             failure,
             farewell,
             stats,
@@ -344,13 +391,29 @@ impl Writer {
         // One waiter registration for the connection's life, not one per batch.
         let cancelled = token.cancelled();
         tokio::pin!(cancelled);
+        let drained = drain.cancelled();
+        tokio::pin!(drained);
+        let mut draining = false;
         loop {
             let first = tokio::select! {
+                biased;
                 _ = &mut cancelled => break,
-                _ = ticks.tick() => Some(Command::Send(Message::Ping(Vec::new().into()))),
+                // Done() or Stop(): nothing new can be queued; what is queued goes out (the
+                // loop goes on until the queue is empty), then the 1001 below.
+                _ = &mut drained, if !draining => {
+                    draining = true;
+                    commands.close();
+                    continue;
+                }
+                _ = ticks.tick(), if !draining => {
+                    Some(Command::Send(Message::Ping(Vec::new().into())))
+                }
                 c = commands.recv() => c,
             };
             let Some(mut cmd) = first else { break };
+            // Messages of this batch not yet known to be written: if the batch fails or is
+            // cut short, they count as unsent.
+            let mut in_batch = 0u64;
             // Feed everything already queued, then flush once. A peer that stops reading
             // blocks these writes for good: the token cuts them short.
             let batch = async {
@@ -360,6 +423,7 @@ impl Writer {
                     let r = match cmd {
                         Command::Send(m) => {
                             if !m.is_ping() {
+                                in_batch += 1;
                                 count(&stats.messages_out, &stats.bytes_out, m.len());
                             }
                             sink.feed(m).await
@@ -397,24 +461,49 @@ impl Writer {
                 }
             };
             let result = tokio::select! {
-                _ = &mut cancelled => break,
-                r = batch => r,
+                _ = &mut cancelled => None,
+                r = batch => Some(r),
             };
-            if let Err(e) = result {
-                if !matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed) {
-                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+            match result {
+                Some(Ok(())) => {}
+                None => {
+                    lost.fetch_add(in_batch, Ordering::Relaxed);
+                    break;
                 }
-                token.cancel();
-                return commands;
+                Some(Err(e)) => {
+                    lost.fetch_add(in_batch, Ordering::Relaxed);
+                    if !matches!(e, WsError::ConnectionClosed | WsError::AlreadyClosed) {
+                        *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                    }
+                    token.cancel();
+                    return commands;
+                }
             }
         }
         // Done() or Stop(): tell the peer we are going away; a failed read: tell it why. Either
         // way without holding anyone up long.
         let bye = farewell.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let bye = bye.or_else(|| going_away.is_cancelled().then(|| (1001, String::new())));
+        let bye = bye.or_else(|| {
+            (draining || going_away.is_cancelled()).then(|| (1001, String::new()))
+        });
         if let Some((code, reason)) = bye {
+            // Past the object's bound (`going_away`) only a close that fits at once goes:
+            // what is left of `Done()` belongs to the tasks' own ending (counting, logging).
+            let wait = if going_away.is_cancelled() {
+                Duration::from_millis(20)
+            } else {
+                Duration::from_millis(250)
+            };
             let bye = Message::Close(Some(close_frame(code, &reason)));
-            let _ = tokio::time::timeout(Duration::from_millis(250), sink.send(bye)).await;
+            let _ = tokio::time::timeout(wait, sink.send(bye)).await;
+        }
+        if draining {
+            // The reader ends when the peer answers the close; one that does not is cut
+            // off here rather than at the object's bound.
+            tokio::select! {
+                _ = &mut cancelled => {}
+                _ = tokio::time::sleep(CLOSE_REPLY_WAIT) => token.cancel(),
+            }
         }
         commands
     }

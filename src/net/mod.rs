@@ -27,6 +27,13 @@ pub enum Command {
     Close(u16, String),
 }
 
+impl Command {
+    /// Whether it carries a message of 1C code's (not a ping, not a close).
+    pub fn is_message(&self) -> bool {
+        matches!(self, Command::Send(m) if m.is_text() || m.is_binary())
+    }
+}
+
 /// A close frame with `code` and `reason` (the reason cut to the 123 bytes a frame allows).
 pub fn close_frame(code: u16, reason: &str) -> CloseFrame {
     let mut end = reason.len().min(123);

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -205,6 +205,9 @@ pub struct Entry {
     pub commands: mpsc::Sender<Command>,
     /// Cancels this connection.
     pub token: CancellationToken,
+    /// Set by the first `Отключить` that accepted it: from then on the id is gone for 1C
+    /// code while the close handshake completes in the background.
+    pub closing: AtomicBool,
     /// Traffic counters.
     pub stats: Arc<Stats>,
 }
@@ -255,8 +258,15 @@ impl Connections {
     /// socket is about to close (the token is cancelled before the writer drops the socket),
     /// so it is no longer open, although its task has not removed the entry yet. Without
     /// this, 1C code that saw the peer go could still find the connection for a moment.
+    /// One that `Отключить` accepted is gone for 1C code at once, the same way.
     fn is_open(e: &&Arc<Entry>) -> bool {
-        !e.token.is_cancelled()
+        !e.token.is_cancelled() && !e.closing.load(Ordering::SeqCst)
+    }
+
+    /// Claims open connection `id` for `Отключить`: `Some` for the first caller only.
+    pub fn claim(&self, id: u64) -> Option<Arc<Entry>> {
+        self.get(id)
+            .filter(|e| !e.closing.swap(true, Ordering::SeqCst))
     }
 
     /// The connection `id`, if open.
@@ -298,8 +308,11 @@ pub struct Ctx {
     pub tracker: TaskTracker,
     /// This run's tracker (for `Остановить`).
     pub run_tracker: TaskTracker,
-    /// This run: cancelled by `Остановить` or `Done()`.
+    /// This run: cancelled by `Остановить` or `Done()` at their bound.
     pub token: CancellationToken,
+    /// This run, gracefully: cancelled first by `Остановить` or `Done()`. Accepting stops,
+    /// handshakes in progress are dropped, connections send what is queued and close 1001.
+    pub drain: CancellationToken,
     /// The diagnostic log.
     pub log: Arc<Log>,
 }
@@ -320,7 +333,7 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>) {
     let slots = Arc::new(Semaphore::new(ctx.options.max_connections));
     loop {
         let accepted = tokio::select! {
-            _ = ctx.token.cancelled() => break,
+            _ = ctx.drain.cancelled() => break,
             a = listener.accept() => a,
         };
         let Ok((tcp, addr)) = accepted else {
@@ -474,7 +487,7 @@ async fn connection(
 ) {
     let bound = ctx.options.handshake_timeout;
     let shaken = tokio::select! {
-        _ = ctx.token.cancelled() => return,
+        _ = ctx.drain.cancelled() => return,
         r = tokio::time::timeout(bound, handshake(tcp, &ctx, permit.is_none())) => r,
     };
     let (ws, seen) = match shaken {
@@ -505,6 +518,7 @@ async fn connection(
         since: SystemTime::now(),
         commands: tx,
         token: token.clone(),
+        closing: AtomicBool::new(false),
         stats: stats.clone(),
     });
     ctx.conns.lock().insert(id, entry);
@@ -536,6 +550,7 @@ async fn connection(
         commands: rx,
         token: token.clone(),
         going_away: ctx.token.clone(),
+        drain: ctx.drain.clone(),
         tracker: ctx.tracker.clone(),
         stats,
         ping_interval: ctx.options.ping_interval,
@@ -543,27 +558,43 @@ async fn connection(
         pong_timeout: None,
         log: ctx.log.clone(),
     };
-    let kind = match pump.run(ws).await.0 {
-        End::Closed(code, reason) => EventKind::Close { code, reason },
-        End::Failed(error) => EventKind::Fail { error },
-        End::Cancelled if ctx.token.is_cancelled() => EventKind::Close {
+    let mut ended = pump.run(ws).await;
+    // Out of the table first, then the queue closed and counted: an `Отправить` racing
+    // this either queued in time (and is counted) or finds the queue closed (returns 0).
+    ctx.conns.lock().remove(&id);
+    let unsent = ended.unsent();
+    let stopping = ctx.token.is_cancelled() || ctx.drain.is_cancelled();
+    let kind = match ended.end {
+        End::Closed(code, reason) => EventKind::Close {
+            code,
+            reason,
+            unsent,
+        },
+        End::Failed(error) => EventKind::Fail { error, unsent },
+        End::Cancelled if stopping => EventKind::Close {
             code: 1001,
             reason: "server stopped".into(),
+            unsent,
         },
         End::Cancelled => EventKind::Close {
             code: 1006,
             reason: "close handshake timed out".into(),
+            unsent,
         },
     };
-    ctx.conns.lock().remove(&id);
     match &kind {
-        EventKind::Fail { error } => ctx
+        EventKind::Fail { error, .. } => ctx
             .log
             .write(Level::Error, || format!("failed {id}: {error}")),
-        EventKind::Close { code, reason } => ctx
+        EventKind::Close { code, reason, .. } => ctx
             .log
             .write(Level::Info, || format!("closed {id}: {code} \"{reason}\"")),
         _ => {}
+    }
+    if unsent > 0 {
+        ctx.log.write(Level::Error, || {
+            format!("{id}: {unsent} messages accepted by Send were not sent")
+        });
     }
     // Connection events never wait for room, so this cannot block a stopping server.
     ctx.hub

@@ -83,6 +83,7 @@ impl Client {
             ready: ready_tx,
             token: token.clone(),
             done: engine.token.clone(),
+            drain: engine.drain.clone(),
             tracker: engine.tracker.clone(),
         };
         engine.spawn(client::run(task));

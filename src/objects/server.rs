@@ -229,12 +229,19 @@ impl Server {
         run.ctx.log.write(Level::Info, || {
             format!("stopping {}:{}", run.interface, run.port)
         });
-        run.ctx.token.cancel();
-        run.ctx.run_tracker.close();
-        if let Some(e) = core.started_engine() {
-            let tracker = run.ctx.run_tracker.clone();
-            let wait = run.ctx.options.limits.close_timeout;
-            let _ = e.block_on_timeout(wait, async move { tracker.wait().await });
+        // What `Отправить` accepted goes out, then 1001; the run's tasks are cut off at
+        // `close_timeout`.
+        let ctx = &run.ctx;
+        match core.started_engine() {
+            Some(e) => {
+                e.end_tasks(
+                    &ctx.drain,
+                    &ctx.token,
+                    &ctx.run_tracker,
+                    ctx.options.limits.close_timeout,
+                );
+            }
+            None => ctx.token.cancel(),
         }
     }
 
@@ -273,10 +280,13 @@ impl Server {
         Value::from_count(n as u64)
     }
 
+    /// `Отключить`: true for the first call on an open connection; from then on the id is
+    /// gone for 1C code (see [`Connections::claim`]) while the close completes.
     fn disconnect(&self, core: &ObjectCore, id: u64, code: f64, reason: &str) -> Value {
-        let (Some(entry), Some(engine)) =
-            (self.conns().and_then(|c| c.get(id)), core.started_engine())
-        else {
+        let (Some(engine), Some(entry)) = (
+            core.started_engine(),
+            self.conns().and_then(|c| c.claim(id)),
+        ) else {
             return Value::Bool(false);
         };
         let code = close_code(code);
@@ -354,6 +364,7 @@ fn launch(
         tracker: engine.tracker.clone(),
         run_tracker: TaskTracker::new(),
         token: engine.token.child_token(),
+        drain: engine.drain.child_token(),
         log: log.clone(),
     });
     // The listener counts as a live source for `Принять(0, …)`.
