@@ -421,7 +421,8 @@ mod tests {
                 None,
                 EventKind::Close {
                     code: 1006,
-                    reason: String::new()
+                    reason: String::new(),
+                    unsent: 0,
                 }
             )
             .header(),

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::hub::{Hub, Pusher};
-use crate::net::server::Ctx;
+use crate::net::server::ServerRun;
 use crate::runtime::Engine;
 
 /// One persistent server.
@@ -36,7 +36,7 @@ pub struct Persistent {
     /// The pusher of `hub` (stopped when the server is dropped; `shut` closes the hub).
     pub pusher: Pusher,
     /// The accept loop's context.
-    pub ctx: Arc<Ctx>,
+    pub ctx: Arc<ServerRun>,
     /// `None` while an object is attached; since when it has been alone otherwise.
     pub alone_since: Arc<Mutex<Option<Instant>>>,
 }
@@ -90,7 +90,7 @@ pub fn sweep() {
 /// The idle-expiry task: stops the server (connections close, the port is freed) once no
 /// object has been attached for `expiry`. The registry entry goes at the next [`sweep`].
 pub async fn expire_when_idle(
-    ctx: Arc<Ctx>,
+    ctx: Arc<ServerRun>,
     alone_since: Arc<Mutex<Option<Instant>>>,
     expiry: Duration,
 ) {

@@ -8,8 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    FloodPeer, WsServer, create_with, finish, job, next_event_json, read_log, s, serial,
-    wait_until,
+    FloodPeer, WsServer, create_with, finish, job, next_event_json, read_log, s, serial, wait_until,
 };
 use ws1c_host::{Obj, Var};
 
@@ -30,11 +29,7 @@ fn peer(port: i64, quiet: Duration, vanish: bool) -> std::thread::JoinHandle<Vec
             .build()
             .unwrap();
         rt.block_on(async move {
-            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port as u16))
-                .await
-                .unwrap();
-            let url = format!("ws://127.0.0.1:{port}/");
-            let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+            let mut ws = common::raw_client(port as u16).await;
             tokio::time::sleep(quiet).await;
             if vanish {
                 return Vec::new();
@@ -88,14 +83,24 @@ fn a_connection_being_closed_is_gone_for_1c_code() {
         .call("Отправить", &mut [Var::I4(id as i32), s("до")])
         .unwrap();
     let started = Instant::now();
-    let r = server.call("Отключить", &mut [Var::I4(id as i32), Var::I4(1000), s("пока")]);
+    let r = server.call(
+        "Отключить",
+        &mut [Var::I4(id as i32), Var::I4(1000), s("пока")],
+    );
     assert_eq!(r.unwrap(), Var::Bool(true));
     let r = server.call("Отключить", &mut [Var::I4(id as i32), Var::I4(1000), s("")]);
     assert_eq!(r.unwrap(), Var::Bool(false), "a second Отключить");
     let r = server.call("Отправить", &mut [Var::I4(id as i32), s("после")]);
-    assert_eq!(r.unwrap().as_i64(), Some(0), "Отправить to a closing connection");
+    assert_eq!(
+        r.unwrap().as_i64(),
+        Some(0),
+        "Отправить to a closing connection"
+    );
     assert_eq!(server.get("Соединения").unwrap(), s(""));
-    assert_eq!(server.get("КоличествоСоединений").unwrap().as_i64(), Some(0));
+    assert_eq!(
+        server.get("КоличествоСоединений").unwrap().as_i64(),
+        Some(0)
+    );
     let err = server
         .call("ИнформацияОСоединении", &mut [Var::I4(id as i32)])
         .unwrap_err();
@@ -107,8 +112,15 @@ fn a_connection_being_closed_is_gone_for_1c_code() {
     let close = next_state(&server, "Close");
     assert_eq!(close["Connection"], id);
     assert_eq!(close["Code"], 1000);
-    assert!(close.get("Unsent").is_none(), "nothing left unsent: {close}");
-    assert_eq!(reader.join().unwrap(), ["до"], "what was sent before Отключить arrives");
+    assert!(
+        close.get("Unsent").is_none(),
+        "nothing left unsent: {close}"
+    );
+    assert_eq!(
+        reader.join().unwrap(),
+        ["до"],
+        "what was sent before Отключить arrives"
+    );
     finish(server);
 }
 

@@ -387,13 +387,7 @@ fn a_server_destroyed_or_stopped_right_after_sending_delivers_first() {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port as u16))
-                    .await
-                    .unwrap();
-                let (mut ws, _) =
-                    tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/"), tcp)
-                        .await
-                        .unwrap();
+                let mut ws = common::raw_client(port as u16).await;
                 tx.send(()).unwrap();
                 let mut got = Vec::new();
                 let mut code = None;

@@ -33,7 +33,7 @@ use crate::hub::Hub;
 use crate::lang::Lang;
 use crate::log::{Level, Log};
 use crate::net::Command;
-use crate::net::conn::{End, Pump, close_queue};
+use crate::net::conn::{ConnectionTasks, End, close_queue};
 use crate::net::options::{ClientOptions, Reconnect};
 use crate::net::proxy;
 use crate::net::stream::{self, MaybeTls};
@@ -155,7 +155,7 @@ impl Target {
 }
 
 /// State the connection tasks share with the client object.
-pub struct Shared {
+pub struct ClientState {
     /// `Статус`.
     pub status: AtomicI32,
     /// Negotiated subprotocol.
@@ -167,10 +167,10 @@ pub struct Shared {
     finished_cv: Condvar,
 }
 
-impl Shared {
+impl ClientState {
     /// A connection not yet open.
-    pub fn new() -> Arc<Shared> {
-        Arc::new(Shared {
+    pub fn new() -> Arc<ClientState> {
+        Arc::new(ClientState {
             status: AtomicI32::new(STATUS_IDLE),
             subprotocol: Mutex::new(String::new()),
             stopping: AtomicBool::new(false),
@@ -528,7 +528,7 @@ pub struct Task {
     /// Where events go.
     pub hub: Arc<Hub>,
     /// Status shared with the object.
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ClientState>,
     /// Commands from the object, in order.
     pub commands: mpsc::Receiver<Command>,
     /// The connect result for the waiting `Подключиться`.
@@ -537,7 +537,7 @@ pub struct Task {
     pub token: CancellationToken,
     /// The object's token: cancelled only by `Done()`, at its bound.
     pub done: CancellationToken,
-    /// The object's drain token: cancelled first by `Done()` (see [`Pump::drain`]).
+    /// The object's drain token: cancelled first by `Done()` (see [`ConnectionTasks::drain`]).
     pub drain: CancellationToken,
     /// The object's tracker, for the writer.
     pub tracker: TaskTracker,
@@ -609,7 +609,7 @@ pub async fn run(task: Task) {
         )
         .await;
         let Some(rx) = commands.take() else { break };
-        let pump = Pump {
+        let pump = ConnectionTasks {
             conn: None,
             hub: hub.clone(),
             commands: rx,
@@ -624,17 +624,12 @@ pub async fn run(task: Task) {
             log: log.clone(),
         };
         let mut ended = pump.run(est.ws).await;
-        let stopped = token.is_cancelled()
-            || drain.is_cancelled()
-            || shared.stopping.load(Ordering::SeqCst);
+        let stopped =
+            token.is_cancelled() || drain.is_cancelled() || shared.stopping.load(Ordering::SeqCst);
         let again = options.reconnect.enabled && !stopped && ended.commands.is_some();
         // With reconnect the queue carries over to the next connection (what it holds goes
         // out there); only the writer's lost batch is unsent. Without, all of it is.
-        let unsent = if again {
-            ended.lost
-        } else {
-            ended.unsent()
-        };
+        let unsent = if again { ended.lost } else { ended.unsent() };
         if unsent > 0 {
             log.write(Level::Error, || {
                 format!("{unsent} messages accepted by Send were not sent")
@@ -681,7 +676,7 @@ pub async fn run(task: Task) {
         if !again {
             break;
         }
-        let link = Link {
+        let link = Redial {
             target: &target,
             options: &options,
             hub: &hub,
@@ -714,20 +709,20 @@ pub async fn run(task: Task) {
 /// Attempts until one succeeds (`Some`), the token is cancelled or the attempts run out
 /// (`None`; a Fail event then says why).
 /// What a reconnect needs of its connection task.
-struct Link<'a> {
+struct Redial<'a> {
     target: &'a Target,
     options: &'a ClientOptions,
     hub: &'a Hub,
-    shared: &'a Shared,
+    shared: &'a ClientState,
     token: &'a CancellationToken,
     log: &'a Log,
 }
 
 async fn reconnect(
-    link: Link<'_>,
+    link: Redial<'_>,
     commands: &mut Option<mpsc::Receiver<Command>>,
 ) -> Option<Established> {
-    let Link {
+    let Redial {
         target,
         options: o,
         hub,

@@ -83,7 +83,7 @@ pub fn close_queue(rx: &mut mpsc::Receiver<Command>) -> u64 {
 }
 
 /// One open connection's tasks and what they share.
-pub struct Pump {
+pub struct ConnectionTasks {
     /// Server connection id (`None` on the client).
     pub conn: Option<u64>,
     /// Where events go.
@@ -113,14 +113,14 @@ pub struct Pump {
     pub log: Arc<Log>,
 }
 
-impl Pump {
+impl ConnectionTasks {
     /// Runs the reader here and the writer as a tracked task until the connection ends;
     /// gives back the command queue (with whatever is still in it) once the writer is gone.
     pub async fn run<S>(self, ws: WebSocketStream<S>) -> Ended
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Pump {
+        let ConnectionTasks {
             conn,
             hub,
             commands,
@@ -211,7 +211,7 @@ struct Silence {
 const READ_BATCH: usize = 64;
 
 /// What one read from the stream means.
-enum Step {
+enum ReadOutcome {
     /// A message or a pong for the hub.
     Event(EventKind),
     /// Nothing for the hub (ping, raw frame, the peer's close frame).
@@ -220,11 +220,11 @@ enum Step {
     End(End, Option<(u16, String)>),
 }
 
-fn step(
+fn read_outcome(
     msg: Option<Result<Message, WsError>>,
     close: &mut Option<(u16, String)>,
     stats: &Stats,
-) -> Step {
+) -> ReadOutcome {
     let msg = match msg {
         Some(Err(e)) if vanished(&e) => None,
         m => m,
@@ -232,23 +232,23 @@ fn step(
     match msg {
         Some(Ok(Message::Text(t))) => {
             count(&stats.messages_in, &stats.bytes_in, t.len());
-            Step::Event(EventKind::Text(t.as_str().to_owned()))
+            ReadOutcome::Event(EventKind::Text(t.as_str().to_owned()))
         }
         Some(Ok(Message::Binary(b))) => {
             count(&stats.messages_in, &stats.bytes_in, b.len());
-            Step::Event(EventKind::Binary(b.to_vec()))
+            ReadOutcome::Event(EventKind::Binary(b.to_vec()))
         }
-        Some(Ok(Message::Pong(p))) => Step::Event(EventKind::Pong(p.to_vec())),
-        Some(Ok(Message::Ping(_) | Message::Frame(_))) => Step::Skip,
+        Some(Ok(Message::Pong(p))) => ReadOutcome::Event(EventKind::Pong(p.to_vec())),
+        Some(Ok(Message::Ping(_) | Message::Frame(_))) => ReadOutcome::Skip,
         Some(Ok(Message::Close(f))) => {
             *close = Some(f.map_or((1005, String::new()), |f| {
                 (u16::from(f.code), f.reason.as_str().to_owned())
             }));
-            Step::Skip
+            ReadOutcome::Skip
         }
         None => {
             let (code, reason) = close.take().unwrap_or((1006, String::new()));
-            Step::End(End::Closed(code, reason), None)
+            ReadOutcome::End(End::Closed(code, reason), None)
         }
         Some(Err(e)) => {
             let text = match &e {
@@ -257,7 +257,7 @@ fn step(
                 }
                 other => other.to_string(),
             };
-            Step::End(End::Failed(text), farewell(&e))
+            ReadOutcome::End(End::Failed(text), farewell(&e))
         }
     }
 }
@@ -317,10 +317,10 @@ where
         // a no-op waker is fine: the `select!` above polls again with the real one before
         // this task sleeps.
         while let Some(msg) = next.take() {
-            match step(msg, &mut close, stats) {
-                Step::Event(kind) => batch.push_back(Event { conn, kind }),
-                Step::Skip => {}
-                Step::End(e, bye) => {
+            match read_outcome(msg, &mut close, stats) {
+                ReadOutcome::Event(kind) => batch.push_back(Event { conn, kind }),
+                ReadOutcome::Skip => {}
+                ReadOutcome::End(e, bye) => {
                     end = Some((e, bye));
                     break;
                 }
@@ -483,9 +483,8 @@ impl Writer {
         // Done() or Stop(): tell the peer we are going away; a failed read: tell it why. Either
         // way without holding anyone up long.
         let bye = farewell.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let bye = bye.or_else(|| {
-            (draining || going_away.is_cancelled()).then(|| (1001, String::new()))
-        });
+        let bye =
+            bye.or_else(|| (draining || going_away.is_cancelled()).then(|| (1001, String::new())));
         if let Some((code, reason)) = bye {
             // Past the object's bound (`going_away`) only a close that fits at once goes:
             // what is left of `Done()` belongs to the tasks' own ending (counting, logging).

@@ -1,7 +1,7 @@
 //! The server: an accept loop and one task pair per connection, publishing to the object's
 //! hub. Connections are registered in [`Connections`] so that 1C code can address them by id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,11 +23,11 @@ use crate::event::{Event, EventKind};
 use crate::hub::Hub;
 use crate::log::{Level, Log};
 use crate::net::Command;
-use crate::net::conn::{End, Pump, Stats};
+use crate::net::conn::{ConnectionTasks, End, Stats};
 use crate::net::options::{
     Fault, Limits, LogOptions, SharedKeys, millis, parse_options, period, shown_text, size, tokens,
 };
-use crate::net::stream::MaybeTls;
+use crate::net::stream::{MaybeTls, Replayed};
 
 /// What the handshake must carry.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +45,9 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// TLS + WebSocket handshake bound (`handshake_timeout_ms`, default 10 000).
     pub handshake_timeout: Duration,
+    /// Handshakes in progress at most (`max_pending_handshakes`, default 128); a new socket
+    /// beyond it pushes out the oldest one still in its handshake (see [`Handshakes`]).
+    pub max_pending_handshakes: usize,
     /// Per-connection limits (same keys as the client).
     pub limits: Limits,
     /// Allowed `Origin` values (`allowed_origins`; empty: any).
@@ -81,6 +84,7 @@ impl Default for ServerOptions {
         ServerOptions {
             max_connections: 1000,
             handshake_timeout: Duration::from_secs(10),
+            max_pending_handshakes: 128,
             limits: Limits {
                 send_timeout: Duration::from_secs(5),
                 ..Limits::default()
@@ -111,6 +115,7 @@ impl ServerOptions {
 struct ServerKeys {
     max_connections: Option<u64>,
     handshake_timeout_ms: Option<u64>,
+    max_pending_handshakes: Option<u64>,
     allowed_origins: Vec<String>,
     allowed_paths: Vec<String>,
     subprotocols: Vec<String>,
@@ -172,6 +177,7 @@ impl ServerKeys {
         Ok(ServerOptions {
             max_connections: size("max_connections", self.max_connections, 1, 100_000, d.max_connections)?,
             handshake_timeout: millis("handshake_timeout_ms", self.handshake_timeout_ms, 1, 600_000, d.handshake_timeout)?,
+            max_pending_handshakes: size("max_pending_handshakes", self.max_pending_handshakes, 1, 100_000, d.max_pending_handshakes)?,
             limits: shared.limits(d.limits)?,
             origins: self.allowed_origins,
             paths: self.allowed_paths,
@@ -186,7 +192,7 @@ impl ServerKeys {
 }
 
 /// One open connection, as 1C code sees it.
-pub struct Entry {
+pub struct LiveConnection {
     /// Connection id: 1, 2, 3 … in order of arrival, never reused while the server runs.
     pub id: u64,
     /// Peer address.
@@ -212,7 +218,7 @@ pub struct Entry {
     pub stats: Arc<Stats>,
 }
 
-impl Entry {
+impl LiveConnection {
     /// `ИнформацияОСоединении`: the connection as JSON.
     pub fn info_json(&self) -> String {
         let h: serde_json::Map<String, serde_json::Value> = self
@@ -245,13 +251,13 @@ impl Entry {
 /// The open connections of one running server.
 #[derive(Default)]
 pub struct Connections {
-    map: Mutex<BTreeMap<u64, Arc<Entry>>>,
+    map: Mutex<BTreeMap<u64, Arc<LiveConnection>>>,
     next: AtomicU64,
 }
 
 impl Connections {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Arc<Entry>>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Arc<LiveConnection>>> {
+        locked(&self.map)
     }
 
     /// A connection whose token is cancelled is ending: its reader has stopped and its
@@ -259,23 +265,23 @@ impl Connections {
     /// so it is no longer open, although its task has not removed the entry yet. Without
     /// this, 1C code that saw the peer go could still find the connection for a moment.
     /// One that `Отключить` accepted is gone for 1C code at once, the same way.
-    fn is_open(e: &&Arc<Entry>) -> bool {
+    fn is_open(e: &&Arc<LiveConnection>) -> bool {
         !e.token.is_cancelled() && !e.closing.load(Ordering::SeqCst)
     }
 
     /// Claims open connection `id` for `Отключить`: `Some` for the first caller only.
-    pub fn claim(&self, id: u64) -> Option<Arc<Entry>> {
+    pub fn claim(&self, id: u64) -> Option<Arc<LiveConnection>> {
         self.get(id)
             .filter(|e| !e.closing.swap(true, Ordering::SeqCst))
     }
 
     /// The connection `id`, if open.
-    pub fn get(&self, id: u64) -> Option<Arc<Entry>> {
+    pub fn get(&self, id: u64) -> Option<Arc<LiveConnection>> {
         self.lock().get(&id).filter(Self::is_open).cloned()
     }
 
     /// Every open connection, by id.
-    pub fn list(&self) -> Vec<Arc<Entry>> {
+    pub fn list(&self) -> Vec<Arc<LiveConnection>> {
         self.lock()
             .values()
             .filter(Self::is_open)
@@ -295,7 +301,7 @@ impl Connections {
 }
 
 /// Everything the accept loop and its connections share.
-pub struct Ctx {
+pub struct ServerRun {
     /// Options from `Настроить`.
     pub options: ServerOptions,
     /// TLS, for wss.
@@ -317,7 +323,7 @@ pub struct Ctx {
     pub log: Arc<Log>,
 }
 
-impl Ctx {
+impl ServerRun {
     fn spawn<F>(&self, fut: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
@@ -326,11 +332,53 @@ impl Ctx {
     }
 }
 
-/// The accept loop. Connection slots are a semaphore taken before the handshake: a client
-/// beyond `max_connections` gets HTTP 503 and open connections are never evicted. The
-/// listener is dropped (the port freed) when the loop ends.
-pub async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>) {
+/// The handshakes in progress, oldest first, each with the token that pushes it out.
+///
+/// Why push out the oldest rather than refuse the newest: a flood of sockets that connect
+/// and then say nothing would otherwise hold every place until `handshake_timeout_ms`, and
+/// every legitimate client would be turned away meanwhile (anyone who can reach the port
+/// could do that at will). A real handshake completes in one round trip, so under a flood
+/// it is almost never the oldest; the silent sockets push each other out. Established
+/// connections have their own bound (`max_connections`) and are never pushed out.
+struct Handshakes {
+    max: usize,
+    next: u64,
+    queue: VecDeque<(u64, CancellationToken)>,
+}
+
+impl Handshakes {
+    /// Registers a new handshake; pushes out the oldest when over the bound.
+    fn start(&mut self) -> (u64, CancellationToken) {
+        self.next += 1;
+        let token = CancellationToken::new();
+        self.queue.push_back((self.next, token.clone()));
+        if self.queue.len() > self.max
+            && let Some((_, oldest)) = self.queue.pop_front()
+        {
+            oldest.cancel();
+        }
+        (self.next, token)
+    }
+
+    /// The handshake `id` ended (either way).
+    fn end(&mut self, id: u64) {
+        if let Some(i) = self.queue.iter().position(|(k, _)| *k == id) {
+            self.queue.remove(i);
+        }
+    }
+}
+
+/// The accept loop. Connection slots are a semaphore taken when a handshake is answered: a
+/// client beyond `max_connections` gets HTTP 503 and open connections are never evicted.
+/// Handshakes in progress are bounded apart ([`Handshakes`]). The listener is dropped (the
+/// port freed) when the loop ends.
+pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServerRun>) {
     let slots = Arc::new(Semaphore::new(ctx.options.max_connections));
+    let handshakes = Arc::new(Mutex::new(Handshakes {
+        max: ctx.options.max_pending_handshakes,
+        next: 0,
+        queue: VecDeque::new(),
+    }));
     loop {
         let accepted = tokio::select! {
             _ = ctx.drain.cancelled() => break,
@@ -342,9 +390,17 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>) {
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let permit = slots.clone().try_acquire_owned().ok();
         let c = ctx.clone();
-        ctx.spawn(async move { connection(tcp, addr, permit, c).await });
+        let slots = slots.clone();
+        let (id, pushed_out) = locked(&handshakes).start();
+        let handshakes = handshakes.clone();
+        ctx.spawn(async move {
+            let shaken = shake(tcp, addr, &slots, &pushed_out, &c).await;
+            locked(&handshakes).end(id);
+            if let Some((ws, seen, permit)) = shaken {
+                connection(ws, seen, addr, permit, c).await;
+            }
+        });
     }
     drop(listener);
     ctx.hub.connection_ended();
@@ -443,11 +499,117 @@ fn check(
     Ok((resp, seen))
 }
 
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The WebSocket of an accepted connection.
+type ServerWs = tokio_tungstenite::WebSocketStream<Replayed<MaybeTls>>;
+
+/// The most a handshake request (request line and headers) may take.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
+/// Reads the handshake request and checks what tungstenite would refuse without an answer,
+/// answering as RFC 6455 §4.2.1–4.2.2 asks: 426 with `Sec-WebSocket-Version: 13` (and
+/// `Upgrade: websocket`) to a request that is not a WebSocket upgrade or asks for another
+/// version, 400 to a malformed one (not GET, no key, two keys, a key that is not 16 bytes in
+/// base64, a head too large). A good request is handed on, its bytes read again first.
+async fn checked_request(mut stream: MaybeTls) -> std::result::Result<Replayed<MaybeTls>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 2048];
+    let refusal = loop {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("reading the request: {e}"))?;
+        if n == 0 {
+            return Err("the peer closed before its request".to_owned());
+        }
+        head.extend_from_slice(&buf[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => break refusal_of(&req),
+            Ok(httparse::Status::Partial) if head.len() <= MAX_REQUEST_HEAD => continue,
+            Ok(httparse::Status::Partial) => {
+                break Some((StatusCode::BAD_REQUEST, "request head too large"));
+            }
+            Err(_) => break Some((StatusCode::BAD_REQUEST, "malformed HTTP request")),
+        }
+    };
+    let Some((status, why)) = refusal else {
+        return Ok(Replayed::new(head, stream));
+    };
+    let upgrade = if status == StatusCode::UPGRADE_REQUIRED {
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    } else {
+        "Connection: close\r\n"
+    };
+    let answer = format!(
+        "HTTP/1.1 {} {}\r\n{upgrade}Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{why}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or_default(),
+        why.len()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    Err(format!("HTTP {} {why}", status.as_u16()))
+}
+
+/// Why a complete handshake request is refused, if it is.
+fn refusal_of(req: &httparse::Request<'_, '_>) -> Option<(StatusCode, &'static str)> {
+    let values = |name: &str| {
+        req.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let has_token = |name: &str, token: &str| {
+        values(name)
+            .iter()
+            .flat_map(|v| {
+                v.split(',')
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+            })
+            .any(|t| t == token)
+    };
+    if req.method != Some("GET") {
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "a WebSocket handshake is a GET request",
+        ));
+    }
+    if !has_token("upgrade", "websocket") || !has_token("connection", "upgrade") {
+        return Some((StatusCode::UPGRADE_REQUIRED, "this is a WebSocket endpoint"));
+    }
+    if values("sec-websocket-version") != ["13"] {
+        return Some((StatusCode::UPGRADE_REQUIRED, "WebSocket version 13 only"));
+    }
+    let keys = values("sec-websocket-key");
+    let valid = |k: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(k)
+            .is_ok_and(|b| b.len() == 16)
+    };
+    match keys.as_slice() {
+        [k] if valid(k) => None,
+        [_] => Some((
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key is not 16 bytes in base64",
+        )),
+        [] => Some((StatusCode::BAD_REQUEST, "no Sec-WebSocket-Key")),
+        _ => Some((StatusCode::BAD_REQUEST, "more than one Sec-WebSocket-Key")),
+    }
+}
+
 async fn handshake(
     tcp: TcpStream,
-    ctx: &Ctx,
-    full: bool,
-) -> std::result::Result<(tokio_tungstenite::WebSocketStream<MaybeTls>, Seen), String> {
+    ctx: &ServerRun,
+    slots: &Arc<Semaphore>,
+) -> std::result::Result<(ServerWs, Seen, OwnedSemaphorePermit), String> {
     let stream = match &ctx.tls {
         Some(acceptor) => MaybeTls::ServerTls(Box::new(
             acceptor
@@ -457,10 +619,15 @@ async fn handshake(
         )),
         None => MaybeTls::Plain(tcp),
     };
+    let stream = checked_request(stream).await?;
     let mut seen = None;
+    let mut permit = None;
+    // The connection slot is taken when the request is answered, not at accept: a socket
+    // still in its handshake holds no slot of an established connection.
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| {
-        check(&ctx.options, full, req, resp).map(|(resp, s)| {
+        permit = slots.clone().try_acquire_owned().ok();
+        check(&ctx.options, permit.is_none(), req, resp).map(|(resp, s)| {
             seen = Some(s);
             resp
         })
@@ -476,39 +643,51 @@ async fn handshake(
             ),
             other => other.to_string(),
         })?;
-    seen.map(|s| (ws, s)).ok_or_else(|| "no request".to_owned())
+    match (seen, permit) {
+        (Some(s), Some(p)) => Ok((ws, s, p)),
+        _ => Err("no request".to_owned()),
+    }
+}
+
+/// A handshake within its bounds: `handshake_timeout_ms`, the server's drain, and being
+/// pushed out by newer sockets ([`Handshakes`]). Logs why it was refused.
+async fn shake(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    slots: &Arc<Semaphore>,
+    pushed_out: &CancellationToken,
+    ctx: &ServerRun,
+) -> Option<(ServerWs, Seen, OwnedSemaphorePermit)> {
+    let bound = ctx.options.handshake_timeout;
+    let reason = tokio::select! {
+        _ = ctx.drain.cancelled() => return None,
+        _ = pushed_out.cancelled() => format!(
+            "still in its handshake when {} newer connections were waiting (max_pending_handshakes)",
+            ctx.options.max_pending_handshakes
+        ),
+        r = tokio::time::timeout(bound, handshake(tcp, ctx, slots)) => match r {
+            Ok(Ok(x)) => return Some(x),
+            Ok(Err(reason)) => reason,
+            Err(_) => format!("no handshake within {} ms", bound.as_millis()),
+        },
+    };
+    ctx.log
+        .write(Level::Info, || format!("refused {addr}: {reason}"));
+    None
 }
 
 async fn connection(
-    tcp: TcpStream,
+    ws: ServerWs,
+    seen: Seen,
     addr: SocketAddr,
-    permit: Option<OwnedSemaphorePermit>,
-    ctx: Arc<Ctx>,
+    permit: OwnedSemaphorePermit,
+    ctx: Arc<ServerRun>,
 ) {
-    let bound = ctx.options.handshake_timeout;
-    let shaken = tokio::select! {
-        _ = ctx.drain.cancelled() => return,
-        r = tokio::time::timeout(bound, handshake(tcp, &ctx, permit.is_none())) => r,
-    };
-    let (ws, seen) = match shaken {
-        Ok(Ok(x)) => x,
-        Ok(Err(reason)) => {
-            return ctx
-                .log
-                .write(Level::Info, || format!("refused {addr}: {reason}"));
-        }
-        Err(_) => {
-            let ms = bound.as_millis();
-            return ctx.log.write(Level::Info, || {
-                format!("refused {addr}: no handshake within {ms} ms")
-            });
-        }
-    };
     let id = ctx.conns.next.fetch_add(1, Ordering::SeqCst) + 1;
     let (tx, rx) = mpsc::channel(ctx.options.limits.send_queue);
     let token = ctx.token.child_token();
     let stats = Arc::new(Stats::default());
-    let entry = Arc::new(Entry {
+    let entry = Arc::new(LiveConnection {
         id,
         addr,
         path: seen.path.clone(),
@@ -544,7 +723,7 @@ async fn connection(
             &token,
         )
         .await;
-    let pump = Pump {
+    let pump = ConnectionTasks {
         conn: Some(id),
         hub: ctx.hub.clone(),
         commands: rx,

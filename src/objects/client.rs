@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{ClientError, Error, Result};
 use crate::lang::Lang;
 use crate::net::client::{
-    self, STATUS_IDLE, STATUS_OPEN, STATUS_RECONNECTING, Shared, Target, Task,
+    self, ClientState, STATUS_IDLE, STATUS_OPEN, STATUS_RECONNECTING, Target, Task,
 };
 use crate::net::options::ClientOptions;
 use crate::net::{Command, Queued, queue_command};
@@ -30,7 +30,7 @@ const MAX_PING: usize = 125;
 
 /// The current (or last) connection.
 struct Connection {
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
     commands: mpsc::Sender<Command>,
     token: CancellationToken,
     options: ClientOptions,
@@ -69,7 +69,7 @@ impl Client {
         self.drop_connection();
         let hub = core.hub().clone();
         let engine = core.engine()?;
-        let shared = Shared::new();
+        let shared = ClientState::new();
         let (tx, rx) = mpsc::channel(options.limits.send_queue);
         let (ready_tx, ready_rx) = sync_channel(1);
         let token = engine.token.child_token();

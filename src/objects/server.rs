@@ -17,7 +17,7 @@ use crate::error::{Error, Names, Result, ServerError};
 use crate::hub::Pusher;
 use crate::lang::Lang;
 use crate::log::{Level, Log};
-use crate::net::server::{Connections, Ctx, ServerOptions, accept_loop};
+use crate::net::server::{Connections, ServerOptions, ServerRun, accept_loop};
 use crate::net::{Command, Queued, queue_command};
 use crate::objects::{Args, Object, ObjectCore, close_code};
 use crate::persistent::{self, Persistent};
@@ -31,10 +31,10 @@ const STATUS_ERROR: i64 = -1;
 const STATUS_RUNNING: i64 = 1;
 
 /// A running listener: the object's own, or a persistent one it is attached to.
-struct Run {
+struct Listening {
     interface: String,
     port: u16,
-    ctx: Arc<Ctx>,
+    ctx: Arc<ServerRun>,
     persistent: Option<Arc<Persistent>>,
 }
 
@@ -42,7 +42,7 @@ struct Run {
 #[derive(Default)]
 pub struct Server {
     options: ServerOptions,
-    run: Option<Run>,
+    run: Option<Listening>,
     /// The last `Запустить` failed (`Статус` -1).
     failed: bool,
 }
@@ -152,7 +152,7 @@ impl Server {
             let engine = core.engine()?;
             let ctx = launch(engine, hub, &self.options, tls, listener, &log)?;
             log.write(Level::Info, || format!("listening on {interface}:{bound}"));
-            self.run = Some(Run {
+            self.run = Some(Listening {
                 interface,
                 port: bound,
                 ctx,
@@ -198,7 +198,7 @@ impl Server {
     fn attach_persistent(&mut self, core: &mut ObjectCore, p: Arc<Persistent>) -> Value {
         *p.alone_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
         core.use_hub(p.hub.clone());
-        self.run = Some(Run {
+        self.run = Some(Listening {
             interface: p.interface.clone(),
             port: p.port,
             ctx: p.ctx.clone(),
@@ -345,7 +345,7 @@ fn launch(
     tls: Option<TlsAcceptor>,
     listener: std::net::TcpListener,
     log: &Arc<Log>,
-) -> Result<Arc<Ctx>> {
+) -> Result<Arc<ServerRun>> {
     let listener = {
         let _enter = engine.lease.handle().enter();
         tokio::net::TcpListener::from_std(listener).map_err(|e| {
@@ -356,7 +356,7 @@ fn launch(
             })
         })?
     };
-    let ctx = Arc::new(Ctx {
+    let ctx = Arc::new(ServerRun {
         options: options.clone(),
         tls,
         hub: hub.clone(),

@@ -734,3 +734,16 @@ pub fn read_log(path: &std::path::Path, last: &str) -> String {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// A plain tokio-tungstenite client of `ws://127.0.0.1:port/` (for a peer of the add-in's
+/// server that the test drives frame by frame).
+pub async fn raw_client(port: u16) -> ServerWs {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let url = format!("ws://127.0.0.1:{port}/");
+    tokio_tungstenite::client_async(url, tcp)
+        .await
+        .expect("handshake")
+        .0
+}
