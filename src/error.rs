@@ -886,6 +886,11 @@ pub enum ServerError {
         /// Its port.
         port: u16,
     },
+    /// A persistent server of that name is attached to another object.
+    PersistentInUse {
+        /// Its name.
+        name: String,
+    },
     /// The interface name resolves to nothing, or is not an address of this computer.
     NoSuchInterface {
         /// As 1C code passed it.

@@ -71,13 +71,13 @@ fn shut(p: &Persistent, wait: Duration) {
     p.engine.shutdown(wait);
 }
 
-/// Drops persistent servers whose idle expiry fired (their token is cancelled).
+/// Drops persistent servers whose idle expiry fired (their drain token is cancelled).
 pub fn sweep() {
     let expired: Vec<Arc<Persistent>> = {
         let mut reg = registry();
         let names: Vec<String> = reg
             .iter()
-            .filter(|(_, p)| p.ctx.token.is_cancelled())
+            .filter(|(_, p)| p.ctx.drain.is_cancelled())
             .map(|(n, _)| n.clone())
             .collect();
         names.iter().filter_map(|n| reg.remove(n)).collect()

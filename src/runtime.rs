@@ -45,6 +45,23 @@ pub fn shutdown_timeouts() -> u64 {
     SHUTDOWN_TIMEOUTS.load(Ordering::Relaxed)
 }
 
+/// Returns freed heap memory to the system (installed by `abi/`, which holds the unsafe
+/// call; none in unit tests).
+static MEMORY_TRIM: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Installs the memory trim (once; later calls are ignored).
+pub fn set_memory_trim(trim: fn()) {
+    let _ = MEMORY_TRIM.set(trim);
+}
+
+/// Returns freed heap memory to the system, if a trim is installed. For the end of a
+/// connection that queued megabytes, not for every message: it walks the allocator's arenas.
+pub fn trim_memory() {
+    if let Some(trim) = MEMORY_TRIM.get() {
+        trim();
+    }
+}
+
 /// Counts one shutdown that hit its bound.
 pub fn count_shutdown_timeout() {
     SHUTDOWN_TIMEOUTS.fetch_add(1, Ordering::Relaxed);

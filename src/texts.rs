@@ -688,6 +688,18 @@ fn server(e: &ServerError, lang: Lang) -> String {
                 format!("The persistent server \"{name}\" already runs on {interface}:{port}")
             }
         }
+        ServerError::PersistentInUse { name } => {
+            let name = quote(name);
+            if ru {
+                format!(
+                    "Постоянный сервер «{name}» уже используется другим объектом: к нему подключается один объект за раз (уничтожьте тот объект или вызовите у него Остановить)"
+                )
+            } else {
+                format!(
+                    "The persistent server \"{name}\" is in use by another object: one object attaches at a time (destroy that object or call its Stop)"
+                )
+            }
+        }
         ServerError::NoSuchInterface { interface } => {
             let interface = quote(interface);
             if ru {

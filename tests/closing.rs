@@ -13,7 +13,7 @@ use common::{
 use ws1c_host::{Obj, Var};
 
 /// A message big enough that a few dozen fill the loopback socket buffers of a peer that
-/// does not read.
+/// does not read (50 of them stay within the 16 MiB send queue).
 fn big(i: usize) -> String {
     format!("{i}:{}", "x".repeat(256 * 1024))
 }
@@ -132,7 +132,7 @@ fn a_server_connection_that_ends_with_queued_messages_counts_them() {
     let (server, port) = running_server();
     let vanished = peer(port, Duration::from_millis(1500), true);
     let id = next_state(&server, "Open")["Connection"].as_i64().unwrap();
-    const SENT: usize = 100;
+    const SENT: usize = 50;
     for i in 0..SENT {
         let r = server.call("Отправить", &mut [Var::I4(id as i32), s(&big(i))]);
         assert_eq!(r.unwrap().as_i64(), Some(1));
@@ -164,7 +164,7 @@ fn a_client_connection_that_ends_with_queued_messages_counts_them() {
     let c = create_with("Client", job());
     c.call("Подключиться", &mut [s(&server.url())]).unwrap();
     assert_eq!(next_state(&c, "Open")["State"], "Open");
-    const SENT: usize = 100;
+    const SENT: usize = 50;
     for i in 0..SENT {
         c.call("Отправить", &mut [s(&big(i))]).unwrap();
     }
@@ -195,7 +195,7 @@ fn destroying_a_client_whose_peer_stopped_reading_is_bounded_and_logged() {
     let options = serde_json::json!({ "log_file": log.to_str().unwrap() }).to_string();
     c.call("Подключиться", &mut [s(&server.url()), s(&options)])
         .unwrap();
-    for i in 0..100 {
+    for i in 0..50 {
         c.call("Отправить", &mut [s(&big(i))]).unwrap();
     }
     // Let the writer fill the socket buffers and block.

@@ -150,3 +150,65 @@ fn malformed_handshakes_get_the_status_rfc_6455_asks_for() {
     assert!(no_upgrade.starts_with("HTTP/1.1 426"), "{no_upgrade}");
     finish(server);
 }
+
+/// Issue 15 #12: a client of the server that never reads holds at most `send_queue_bytes`
+/// (16 MiB by default) of queued messages, not `send_queue` messages of any size: with
+/// 1 MiB messages `Отправить` raises "queue full" after about 16 of them plus what the
+/// socket buffers took, and the process does not grow by the 1 GiB it did before.
+#[test]
+fn a_peer_that_never_reads_holds_at_most_the_byte_bound() {
+    let _g = serial();
+    let (server, port) = server_with(r#"{"send_timeout_ms": 300}"#);
+    let before = common::rss_kib();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stuck = rt.block_on(raw_client(port));
+    let id = next_event_json(&server, 5000).unwrap().0["Connection"]
+        .as_i64()
+        .unwrap() as i32;
+    let mib = "я".repeat(512 * 1024);
+    let mut accepted = 0;
+    let err = loop {
+        match server.call("Отправить", &mut [Var::I4(id), s(&mib)]) {
+            Ok(_) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted < 1024, "never refused");
+    };
+    let peak = common::rss_kib();
+    assert!(
+        err.text.contains("очередь отправки переполнена"),
+        "{}",
+        err.text
+    );
+    assert!(
+        (16..=64).contains(&accepted),
+        "1 MiB messages accepted before the byte bound: {accepted}"
+    );
+    drop(stuck);
+    let end = loop {
+        let (h, _) = next_event_json(&server, 10_000).expect("the end of the connection");
+        if h["State"] == "Close" || h["State"] == "Fail" {
+            break h;
+        }
+    };
+    assert!(end["Unsent"].as_u64().unwrap_or(0) > 0, "{end}");
+    let after = common::rss_kib();
+    eprintln!(
+        "RSS: {before} KiB before, {peak} KiB with {accepted} MiB accepted, {after} KiB after the connection ended"
+    );
+    assert!(
+        peak.saturating_sub(before) < 200 * 1024,
+        "the process grew by {} KiB",
+        peak - before
+    );
+    // The queue's memory goes back to the system when the connection ends (glibc keeps
+    // freed large buffers otherwise: the process stayed at its peak).
+    assert!(
+        after + 8 * 1024 < peak,
+        "RSS {after} KiB after the connection ended, {peak} KiB at the peak"
+    );
+    finish(server);
+}

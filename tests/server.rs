@@ -731,6 +731,39 @@ fn a_persistent_server_outlives_its_object_and_keeps_what_arrived() {
     finish(late);
 }
 
+/// Issue 15 #10: one object attached to a persistent server at a time; the second's
+/// `Запустить` raises and leaves it not running (no stale `Статус` or `Порт`), and it
+/// attaches once the first is gone.
+#[test]
+fn a_persistent_server_is_attached_to_one_object_at_a_time() {
+    let _g = serial();
+    let opts = s(r#"{"persistent": {"name": "один-за-раз"}}"#);
+    let first = create_with("Server", job());
+    first.call("Настроить", &mut [opts.clone()]).unwrap();
+    let port = run(&first, &[s("127.0.0.1"), Var::I4(0)]);
+    let second = create_with("Server", job());
+    second.call("Настроить", &mut [opts.clone()]).unwrap();
+    let err = second
+        .call("Запустить", &mut [s("127.0.0.1"), Var::I4(i32::from(port))])
+        .unwrap_err();
+    assert!(
+        err.text.contains("уже используется другим объектом"),
+        "{}",
+        err.text
+    );
+    assert_eq!(second.get("Статус").unwrap().as_i64(), Some(-1));
+    assert_eq!(second.get("Порт").unwrap().as_i64(), Some(0));
+    assert_eq!(first.get("Статус").unwrap().as_i64(), Some(1));
+    finish(first);
+    assert_eq!(
+        run(&second, &[s("127.0.0.1"), Var::I4(i32::from(port))]),
+        port
+    );
+    second.call("Остановить", &mut []).unwrap();
+    assert_eq!(second.get("Статус").unwrap().as_i64(), Some(0));
+    finish(second);
+}
+
 #[test]
 fn an_idle_persistent_server_expires() {
     let _g = serial();

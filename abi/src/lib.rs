@@ -14,6 +14,7 @@ pub mod guard;
 pub mod memory;
 pub mod pin;
 pub mod platform;
+pub mod trim;
 pub mod types;
 pub mod variant;
 pub mod wstr;
@@ -56,6 +57,7 @@ pub unsafe extern "C" fn GetClassObject(name: *const u16, out: *mut *mut c_void)
             return 0;
         };
         pin::pin_image();
+        trim::install();
         // SAFETY: `out` is writable and checked non-null; ownership of the box goes to the
         // platform until `DestroyObject`.
         unsafe { *out = Box::into_raw(obj).cast() };

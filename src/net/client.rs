@@ -32,11 +32,11 @@ use crate::event::{Event, EventKind};
 use crate::hub::Hub;
 use crate::lang::Lang;
 use crate::log::{Level, Log};
-use crate::net::Command;
 use crate::net::conn::{ConnectionTasks, End, close_queue};
 use crate::net::options::{ClientOptions, Reconnect};
 use crate::net::proxy;
 use crate::net::stream::{self, MaybeTls};
+use crate::net::{ByteBudget, Command};
 use crate::tls;
 
 /// `Статус`: -1 error, 0 not connected, 1 connected.
@@ -531,6 +531,8 @@ pub struct Task {
     pub shared: Arc<ClientState>,
     /// Commands from the object, in order.
     pub commands: mpsc::Receiver<Command>,
+    /// The byte bound of the object's send queue.
+    pub budget: ByteBudget,
     /// The connect result for the waiting `Подключиться`.
     pub ready: SyncSender<Result<()>>,
     /// This connection (a child of the object's token).
@@ -557,6 +559,7 @@ pub async fn run(task: Task) {
         hub,
         shared,
         commands,
+        budget,
         ready,
         token,
         done,
@@ -613,6 +616,7 @@ pub async fn run(task: Task) {
             conn: None,
             hub: hub.clone(),
             commands: rx,
+            budget: budget.clone(),
             token: token.child_token(),
             going_away: done.clone(),
             drain: drain.clone(),

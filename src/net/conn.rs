@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::event::{Event, EventKind};
 use crate::hub::Hub;
 use crate::log::{Level, Log};
-use crate::net::{Command, close_frame};
+use crate::net::{ByteBudget, Command, close_frame};
 
 /// Traffic counters of one connection.
 #[derive(Default, Debug)]
@@ -63,6 +63,9 @@ pub struct Ended {
     pub commands: Option<mpsc::Receiver<Command>>,
     /// Messages the writer had taken from the queue but could not get to the socket.
     pub lost: u64,
+    /// The send queue held megabytes at some point: its freed memory goes back to the system
+    /// once the queue is emptied.
+    heavy: bool,
 }
 
 impl Ended {
@@ -70,7 +73,11 @@ impl Ended {
     /// batch and what is still queued. Closes the queue, so a later `Отправить` fails
     /// instead of queueing into nowhere.
     pub fn unsent(&mut self) -> u64 {
-        self.lost + self.commands.as_mut().map_or(0, close_queue)
+        let n = self.lost + self.commands.as_mut().map_or(0, close_queue);
+        if self.heavy {
+            crate::runtime::trim_memory();
+        }
+        n
     }
 }
 
@@ -90,6 +97,8 @@ pub struct ConnectionTasks {
     pub hub: Arc<Hub>,
     /// Commands from the object, in order.
     pub commands: mpsc::Receiver<Command>,
+    /// The byte bound of the object's send queue: given back as messages are written.
+    pub budget: ByteBudget,
     /// This connection: cancelled to end it.
     pub token: CancellationToken,
     /// Cancelled when the object (or the server) goes away: the writer then says 1001.
@@ -124,6 +133,7 @@ impl ConnectionTasks {
             conn,
             hub,
             commands,
+            budget,
             token,
             going_away,
             drain,
@@ -134,6 +144,7 @@ impl ConnectionTasks {
             pong_timeout,
             log,
         } = self;
+        let budget_of_end = budget.clone();
         let (sink, stream) = ws.split();
         let failure = Arc::new(Mutex::new(None));
         let farewell = Arc::new(Mutex::new(None));
@@ -142,6 +153,7 @@ impl ConnectionTasks {
             token: token.clone(),
             going_away,
             drain,
+            budget: budget.clone(),
             lost: lost.clone(),
             failure: failure.clone(),
             farewell: farewell.clone(),
@@ -171,6 +183,7 @@ impl ConnectionTasks {
             end,
             commands,
             lost: lost.load(Ordering::Relaxed),
+            heavy: budget_of_end.was_heavy(),
         }
     }
 }
@@ -358,6 +371,7 @@ struct Writer {
     token: CancellationToken,
     going_away: CancellationToken,
     drain: CancellationToken,
+    budget: ByteBudget,
     /// Messages taken from the queue whose batch failed or was cut short.
     lost: Arc<AtomicU64>,
     failure: Arc<Mutex<Option<String>>>,
@@ -380,6 +394,7 @@ impl Writer {
             token,
             going_away,
             drain,
+            budget,
             lost,
             failure,
             farewell,
@@ -420,6 +435,7 @@ impl Writer {
                 let mut fed = 0usize;
                 let mut yielded = false;
                 loop {
+                    budget.release(&cmd);
                     let r = match cmd {
                         Command::Send(m) => {
                             if !m.is_ping() {

@@ -297,6 +297,7 @@ pub(crate) const SHARED: &[&str] = &[
     "read_buffer_size",
     "write_buffer_size",
     "send_queue",
+    "send_queue_bytes",
     "send_timeout_ms",
     "close_timeout_ms",
     "log_file",
@@ -436,6 +437,7 @@ pub(crate) struct SharedKeys {
     read_buffer_size: Option<u64>,
     write_buffer_size: Option<u64>,
     send_queue: Option<u64>,
+    send_queue_bytes: Option<u64>,
     send_timeout_ms: Option<u64>,
     close_timeout_ms: Option<u64>,
     log_file: String,
@@ -454,6 +456,7 @@ impl SharedKeys {
             read_buffer_size: size("read_buffer_size", self.read_buffer_size, 256, 16 << 20, d.read_buffer_size)?,
             write_buffer_size: size("write_buffer_size", self.write_buffer_size, 0, 16 << 20, d.write_buffer_size)?,
             send_queue: size("send_queue", self.send_queue, 1, 1_000_000, d.send_queue)?,
+            send_queue_bytes: size("send_queue_bytes", self.send_queue_bytes, 1024, 1 << 30, d.send_queue_bytes)?,
             send_timeout: millis("send_timeout_ms", self.send_timeout_ms, 0, 3_600_000, d.send_timeout)?,
             close_timeout: millis("close_timeout_ms", self.close_timeout_ms, 0, 600_000, d.close_timeout)?,
         })
@@ -490,6 +493,8 @@ pub struct Limits {
     pub write_buffer_size: usize,
     /// Messages queued for the writer (`send_queue`, default 1024).
     pub send_queue: usize,
+    /// Payload bytes queued for the writer (`send_queue_bytes`, default 16 MiB).
+    pub send_queue_bytes: usize,
     /// How long `Отправить` waits for room in a full send queue (`send_timeout_ms`, 10 000).
     pub send_timeout: Duration,
     /// How long a close handshake may take (`close_timeout_ms`, 5000).
@@ -504,6 +509,7 @@ impl Default for Limits {
             read_buffer_size: 4096,
             write_buffer_size: 64 << 10,
             send_queue: 1024,
+            send_queue_bytes: 16 << 20,
             send_timeout: Duration::from_secs(10),
             close_timeout: Duration::from_secs(5),
         }

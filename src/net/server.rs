@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode, header};
@@ -22,12 +22,12 @@ use crate::error::{Expected, OptionsObject, Result};
 use crate::event::{Event, EventKind};
 use crate::hub::Hub;
 use crate::log::{Level, Log};
-use crate::net::Command;
 use crate::net::conn::{ConnectionTasks, End, Stats};
 use crate::net::options::{
     Fault, Limits, LogOptions, SharedKeys, millis, parse_options, period, shown_text, size, tokens,
 };
 use crate::net::stream::{MaybeTls, Replayed};
+use crate::net::{SendQueue, send_queue};
 
 /// What the handshake must carry.
 #[derive(Clone, Debug, PartialEq)]
@@ -208,7 +208,7 @@ pub struct LiveConnection {
     /// When the handshake completed.
     pub since: SystemTime,
     /// Commands to its writer.
-    pub commands: mpsc::Sender<Command>,
+    pub commands: SendQueue,
     /// Cancels this connection.
     pub token: CancellationToken,
     /// Set by the first `Отключить` that accepted it: from then on the id is gone for 1C
@@ -684,7 +684,8 @@ async fn connection(
     ctx: Arc<ServerRun>,
 ) {
     let id = ctx.conns.next.fetch_add(1, Ordering::SeqCst) + 1;
-    let (tx, rx) = mpsc::channel(ctx.options.limits.send_queue);
+    let (tx, rx) = send_queue(&ctx.options.limits);
+    let budget = tx.budget();
     let token = ctx.token.child_token();
     let stats = Arc::new(Stats::default());
     let entry = Arc::new(LiveConnection {
@@ -727,6 +728,7 @@ async fn connection(
         conn: Some(id),
         hub: ctx.hub.clone(),
         commands: rx,
+        budget,
         token: token.clone(),
         going_away: ctx.token.clone(),
         drain: ctx.drain.clone(),

@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +19,7 @@ use crate::net::client::{
     self, ClientState, STATUS_IDLE, STATUS_OPEN, STATUS_RECONNECTING, Target, Task,
 };
 use crate::net::options::ClientOptions;
-use crate::net::{Command, Queued, queue_command};
+use crate::net::{Command, Queued, SendQueue, send_queue};
 use crate::objects::{Args, Object, ObjectCore, close_code};
 use crate::registry::{CLIENT, Members, MethodDef, MethodId, PropDef, PropId};
 use crate::value::Value;
@@ -31,7 +30,7 @@ const MAX_PING: usize = 125;
 /// The current (or last) connection.
 struct Connection {
     shared: Arc<ClientState>,
-    commands: mpsc::Sender<Command>,
+    commands: SendQueue,
     token: CancellationToken,
     options: ClientOptions,
 }
@@ -70,7 +69,7 @@ impl Client {
         let hub = core.hub().clone();
         let engine = core.engine()?;
         let shared = ClientState::new();
-        let (tx, rx) = mpsc::channel(options.limits.send_queue);
+        let (tx, rx) = send_queue(&options.limits);
         let (ready_tx, ready_rx) = sync_channel(1);
         let token = engine.token.child_token();
         let wait = options.timeout + Duration::from_secs(2);
@@ -80,6 +79,7 @@ impl Client {
             hub,
             shared: shared.clone(),
             commands: rx,
+            budget: tx.budget(),
             ready: ready_tx,
             token: token.clone(),
             done: engine.token.clone(),
@@ -123,7 +123,7 @@ impl Client {
         if !c.shared.is_finished() && c.shared.status.load(Ordering::SeqCst) == STATUS_OPEN {
             let cmd = Command::Close(close_code(code), reason.to_owned());
             let sent = core.started_engine().is_some_and(|e| {
-                queue_command(e, &c.commands, cmd, c.options.limits.close_timeout) == Queued::Yes
+                c.commands.queue(e, cmd, c.options.limits.close_timeout) == Queued::Yes
             });
             if !sent || !c.shared.wait_finished(c.options.limits.close_timeout) {
                 c.token.cancel();
@@ -148,7 +148,7 @@ impl Client {
         };
         let engine = core.started_engine().ok_or_else(not_connected)?;
         let wait = c.options.limits.send_timeout;
-        match queue_command(engine, &c.commands, Command::Send(msg), wait) {
+        match c.commands.queue(engine, Command::Send(msg), wait) {
             Queued::Yes => Ok(()),
             Queued::Closed => Err(not_connected()),
             Queued::Full => Err(Error::Client(ClientError::QueueFull {

@@ -18,7 +18,7 @@ use crate::hub::Pusher;
 use crate::lang::Lang;
 use crate::log::{Level, Log};
 use crate::net::server::{Connections, ServerOptions, ServerRun, accept_loop};
-use crate::net::{Command, Queued, queue_command};
+use crate::net::{Command, Queued};
 use crate::objects::{Args, Object, ObjectCore, close_code};
 use crate::persistent::{self, Persistent};
 use crate::registry::{Members, MethodDef, MethodId, PropDef, PropId, SERVER};
@@ -117,7 +117,7 @@ impl Server {
                 }));
             }
             core.engine()?;
-            return Ok(self.attach_persistent(core, p));
+            return self.attach_persistent(core, p);
         }
         let (cert, key_or_password, password) = (args.str(2), args.str(3), args.str(4));
         let log = Arc::new(match &self.options.log {
@@ -171,7 +171,8 @@ impl Server {
         log.write(Level::Info, || {
             format!("listening on {interface}:{bound} (persistent)")
         });
-        let alone_since = Arc::new(std::sync::Mutex::new(None));
+        // Alone until this object claims it below.
+        let alone_since = Arc::new(std::sync::Mutex::new(Some(Instant::now())));
         if let Some(expiry) = po.idle_expiry {
             engine.spawn(persistent::expire_when_idle(
                 ctx.clone(),
@@ -190,13 +191,23 @@ impl Server {
             alone_since,
         });
         persistent::insert(p.clone());
-        Ok(self.attach_persistent(core, p))
+        self.attach_persistent(core, p)
     }
 
     /// Uses persistent server `p`: its hub (with what arrived meanwhile) becomes this
-    /// object's, and this object's platform receives its pushed events.
-    fn attach_persistent(&mut self, core: &mut ObjectCore, p: Arc<Persistent>) -> Value {
-        *p.alone_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    /// object's, and this object's platform receives its pushed events. One object at a
+    /// time: another attached object's claim is refused (`alone_since` is `None` while an
+    /// object holds it), so no two objects ever split its events or disagree on its state.
+    fn attach_persistent(&mut self, core: &mut ObjectCore, p: Arc<Persistent>) -> Result<Value> {
+        {
+            let mut alone = p.alone_since.lock().unwrap_or_else(|e| e.into_inner());
+            if alone.is_none() {
+                return Err(Error::Server(ServerError::PersistentInUse {
+                    name: p.name.clone(),
+                }));
+            }
+            *alone = None;
+        }
         core.use_hub(p.hub.clone());
         self.run = Some(Listening {
             interface: p.interface.clone(),
@@ -205,7 +216,7 @@ impl Server {
             persistent: Some(p),
         });
         self.failed = false;
-        Value::Bool(true)
+        Ok(Value::Bool(true))
     }
 
     /// Leaves an attached persistent server running, alone from now on.
@@ -257,7 +268,7 @@ impl Server {
             return Ok(Value::Int(0));
         };
         let wait = self.options.limits.send_timeout;
-        match queue_command(engine, &entry.commands, Command::Send(msg), wait) {
+        match entry.commands.queue(engine, Command::Send(msg), wait) {
             Queued::Yes => Ok(Value::Int(1)),
             Queued::Closed => Ok(Value::Int(0)),
             Queued::Full => Err(Error::Server(ServerError::QueueFull {
@@ -275,7 +286,7 @@ impl Server {
             .map(|c| c.list())
             .unwrap_or_default()
             .iter()
-            .filter(|e| e.commands.try_send(Command::Send(msg.clone())).is_ok())
+            .filter(|e| e.commands.try_queue(Command::Send(msg.clone())) == Queued::Yes)
             .count();
         Value::from_count(n as u64)
     }
@@ -291,12 +302,10 @@ impl Server {
         };
         let code = close_code(code);
         let wait = self.options.limits.close_timeout;
-        if queue_command(
-            engine,
-            &entry.commands,
-            Command::Close(code, reason.to_owned()),
-            wait,
-        ) != Queued::Yes
+        if entry
+            .commands
+            .queue(engine, Command::Close(code, reason.to_owned()), wait)
+            != Queued::Yes
         {
             entry.token.cancel();
         } else {
