@@ -686,6 +686,7 @@ pub async fn run(task: Task) {
             hub: &hub,
             shared: &shared,
             token: &token,
+            drain: &drain,
             log: &log,
         };
         match reconnect(link, &mut commands).await {
@@ -719,6 +720,8 @@ struct Redial<'a> {
     hub: &'a Hub,
     shared: &'a ClientState,
     token: &'a CancellationToken,
+    /// `Done()`: nothing is left to send, so a back-off ends at once.
+    drain: &'a CancellationToken,
     log: &'a Log,
 }
 
@@ -732,6 +735,7 @@ async fn reconnect(
         hub,
         shared,
         token,
+        drain,
         log,
     } = link;
     let mut last_error = String::new();
@@ -766,10 +770,12 @@ async fn reconnect(
         hub.publish(Event { conn: None, kind }, token).await;
         tokio::select! {
             _ = token.cancelled() => return None,
+            _ = drain.cancelled() => return None,
             _ = tokio::time::sleep(delay) => {}
         }
         let r = tokio::select! {
             _ = token.cancelled() => return None,
+            _ = drain.cancelled() => return None,
             r = establish_bounded(target, o, log) => r,
         };
         match r {

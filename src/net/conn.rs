@@ -205,7 +205,10 @@ fn farewell(e: &WsError) -> Option<(u16, String)> {
 /// vanished without close_notify (the same thing as a plain one: 1006, not a failure).
 fn vanished(e: &WsError) -> bool {
     match e {
-        WsError::ConnectionClosed | WsError::AlreadyClosed => true,
+        // End of stream without a close frame (a FIN): tungstenite calls it a reset.
+        WsError::ConnectionClosed
+        | WsError::AlreadyClosed
+        | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => true,
         WsError::Io(io) => io.kind() == std::io::ErrorKind::UnexpectedEof,
         _ => false,
     }

@@ -1084,7 +1084,7 @@ mod tests {
     #[test]
     fn unknown_keys_name_the_key_and_list_the_accepted_ones() {
         let (ru, en) = texts(r#"{"timeout": 5}"#);
-        let accepted = "timeout_ms, headers, subprotocols, tls, proxy, ping_interval_ms, pong_timeout_ms, reconnect, max_message_size, max_frame_size, read_buffer_size, write_buffer_size, send_queue, send_timeout_ms, close_timeout_ms, log_file, log_level, log_messages";
+        let accepted = "timeout_ms, headers, subprotocols, tls, proxy, ping_interval_ms, pong_timeout_ms, reconnect, max_message_size, max_frame_size, read_buffer_size, write_buffer_size, send_queue, send_queue_bytes, send_timeout_ms, close_timeout_ms, log_file, log_level, log_messages";
         assert_eq!(
             ru,
             format!("Параметры подключения: неизвестный параметр «timeout»; допустимы: {accepted}")
@@ -1214,7 +1214,7 @@ mod tests {
     #[test]
     fn both_objects_read_the_shared_keys() {
         let all = r#"{"max_message_size": 100, "max_frame_size": 50, "read_buffer_size": 300,
-            "write_buffer_size": 0, "send_queue": 7, "send_timeout_ms": 8, "close_timeout_ms": 9,
+            "write_buffer_size": 0, "send_queue": 7, "send_queue_bytes": 2048, "send_timeout_ms": 8, "close_timeout_ms": 9,
             "log_file": "a.log", "log_level": "DEBUG", "log_messages": true}"#;
         let c = ClientOptions::parse(all).unwrap();
         let s = ServerOptions::parse(all).unwrap();
@@ -1229,6 +1229,7 @@ mod tests {
                 (100, 50, 300, 0)
             );
             assert_eq!(l.send_queue, 7);
+            assert_eq!(l.send_queue_bytes, 2048);
             assert_eq!(l.send_timeout, Duration::from_millis(8));
             assert_eq!(l.close_timeout, Duration::from_millis(9));
             let log = log.clone().unwrap();
