@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fault;
+
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use ws1c_host::{Host, HostOptions, Obj};
