@@ -22,28 +22,22 @@ fn big(i: usize) -> String {
 /// `quiet` without reading, then either reads to the end (answering the close) or, with
 /// `vanish`, drops the socket unread. Returns the texts it read.
 fn peer(port: i64, quiet: Duration, vanish: bool) -> std::thread::JoinHandle<Vec<String>> {
-    std::thread::spawn(move || {
+    common::in_own_runtime(async move {
         use futures_util::StreamExt;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut ws = common::raw_client(port as u16).await;
-            tokio::time::sleep(quiet).await;
-            if vanish {
-                return Vec::new();
+        let mut ws = common::raw_client(port as u16).await;
+        tokio::time::sleep(quiet).await;
+        if vanish {
+            return Vec::new();
+        }
+        let mut got = Vec::new();
+        while let Some(Ok(m)) = ws.next().await {
+            if let Ok(t) = m.to_text()
+                && m.is_text()
+            {
+                got.push(t.to_owned());
             }
-            let mut got = Vec::new();
-            while let Some(Ok(m)) = ws.next().await {
-                if let Ok(t) = m.to_text()
-                    && m.is_text()
-                {
-                    got.push(t.to_owned());
-                }
-            }
-            got
-        })
+        }
+        got
     })
 }
 

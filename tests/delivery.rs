@@ -381,28 +381,22 @@ fn a_server_destroyed_or_stopped_right_after_sending_delivers_first() {
             .unwrap();
         let port = server.get("Порт").unwrap().as_i64().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut ws = common::raw_client(port as u16).await;
-                tx.send(()).unwrap();
-                let mut got = Vec::new();
-                let mut code = None;
-                let read = async {
-                    while let Some(Ok(m)) = ws.next().await {
-                        match m {
-                            Message::Text(t) => got.push(t.to_string()),
-                            Message::Close(f) => code = f.map(|f| u16::from(f.code)),
-                            _ => {}
-                        }
+        let reader = common::in_own_runtime(async move {
+            let mut ws = common::raw_client(port as u16).await;
+            tx.send(()).unwrap();
+            let mut got = Vec::new();
+            let mut code = None;
+            let read = async {
+                while let Some(Ok(m)) = ws.next().await {
+                    match m {
+                        Message::Text(t) => got.push(t.to_string()),
+                        Message::Close(f) => code = f.map(|f| u16::from(f.code)),
+                        _ => {}
                     }
-                };
-                let _ = tokio::time::timeout(Duration::from_secs(20), read).await;
-                (got, code)
-            })
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(20), read).await;
+            (got, code)
         });
         rx.recv_timeout(Duration::from_secs(10)).unwrap();
         wait_until(Duration::from_secs(5), "the connection is listed", || {

@@ -22,7 +22,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::Background;
+use super::{Background, in_own_runtime, serve_loopback};
 
 /// A direction through the proxy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,64 +84,46 @@ impl FaultProxy {
             default: Mutex::new(Fault::Pass),
             conns: Mutex::new(Vec::new()),
         });
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let sh = shared.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                port_tx
-                    .send(listener.local_addr().expect("addr").port())
-                    .expect("port");
-                loop {
-                    let accepted = tokio::select! {
-                        _ = &mut stop_rx => return,
-                        a = listener.accept() => a,
-                    };
-                    let Ok((client, _)) = accepted else { continue };
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
-                        // Nobody upstream: the client sees its connection closed.
-                        continue;
-                    };
-                    let _ = client.set_nodelay(true);
-                    let _ = server.set_nodelay(true);
-                    let fault = *sh.default.lock().unwrap_or_else(|e| e.into_inner());
-                    let (fault_tx, fault_rx) = watch::channel(fault);
-                    sh.conns
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(fault_tx);
-                    let (kill_tx, kill_rx) = watch::channel(None);
-                    let kill_tx = Arc::new(kill_tx);
-                    let (client_r, client_w) = client.into_split();
-                    let (server_r, server_w) = server.into_split();
-                    let up = Pipe {
-                        dir: Toward::Server,
-                        fault: fault_rx.clone(),
-                        kill: kill_rx.clone(),
-                        kill_tx: kill_tx.clone(),
-                    };
-                    let down = Pipe {
-                        dir: Toward::Client,
-                        fault: fault_rx,
-                        kill: kill_rx,
-                        kill_tx,
-                    };
-                    tokio::spawn(up.run(client_r, server_w));
-                    tokio::spawn(down.run(server_r, client_w));
-                }
-            });
+        let (port, thread) = serve_loopback(move |client| {
+            // Registered here, in order of acceptance (the tests address connections by it).
+            let fault = *sh.default.lock().unwrap_or_else(|e| e.into_inner());
+            let (fault_tx, fault_rx) = watch::channel(fault);
+            sh.conns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(fault_tx);
+            async move {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    // Nobody upstream: the client sees its connection closed.
+                    return;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (kill_tx, kill_rx) = watch::channel(None);
+                let kill_tx = Arc::new(kill_tx);
+                let (client_r, client_w) = client.into_split();
+                let (server_r, server_w) = server.into_split();
+                let up = Pipe {
+                    dir: Toward::Server,
+                    fault: fault_rx.clone(),
+                    kill: kill_rx.clone(),
+                    kill_tx: kill_tx.clone(),
+                };
+                let down = Pipe {
+                    dir: Toward::Client,
+                    fault: fault_rx,
+                    kill: kill_rx,
+                    kill_tx,
+                };
+                tokio::spawn(up.run(client_r, server_w));
+                down.run(server_r, client_w).await;
+            }
         });
         FaultProxy {
-            port: port_rx.recv().expect("proxy port"),
+            port,
             shared,
-            _thread: Background::new(stop_tx, thread),
+            _thread: thread,
         }
     }
 
@@ -424,20 +406,14 @@ impl SeqClients {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (up_tx, up_rx) = std::sync::mpsc::channel();
         let l = logs.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt");
-            rt.block_on(async move {
-                for log in l {
-                    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-                    tokio::spawn(seq_client(url.clone(), log, ready_tx));
-                    let _ = ready_rx.await;
-                }
-                let _ = up_tx.send(());
-                let _ = stop_rx.await;
-            });
+        let thread = in_own_runtime(async move {
+            for log in l {
+                let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+                tokio::spawn(seq_client(url.clone(), log, ready_tx));
+                let _ = ready_rx.await;
+            }
+            let _ = up_tx.send(());
+            let _ = stop_rx.await;
         });
         up_rx
             .recv_timeout(Duration::from_secs(10))

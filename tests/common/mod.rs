@@ -232,7 +232,11 @@ pub struct Background {
 }
 
 impl Background {
-    fn new(stop: tokio::sync::oneshot::Sender<()>, thread: std::thread::JoinHandle<()>) -> Self {
+    /// A thread that stops when `stop` fires.
+    pub fn new(
+        stop: tokio::sync::oneshot::Sender<()>,
+        thread: std::thread::JoinHandle<()>,
+    ) -> Self {
         Background {
             stop: Some(stop),
             thread: Some(thread),
@@ -254,6 +258,52 @@ impl Drop for Background {
 /// A server-side WebSocket of [`WsServer`].
 pub type ServerWs = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
+/// Runs `fut` to completion on a current-thread runtime in a new thread.
+pub fn in_own_runtime<F>(fut: F) -> std::thread::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt")
+            .block_on(fut)
+    })
+}
+
+/// Listens on 127.0.0.1:0 in a thread of its own (a current-thread runtime): `accept` is
+/// called for each connection in order of arrival, and the future it returns runs as a
+/// task. Returns the port and the thread, stopped on drop.
+pub fn serve_loopback<A, F>(mut accept: A) -> (u16, Background)
+where
+    A: FnMut(tokio::net::TcpStream) -> F + Send + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = in_own_runtime(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        port_tx
+            .send(listener.local_addr().expect("addr").port())
+            .expect("port");
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut stop_rx => return,
+                a = listener.accept() => a,
+            };
+            if let Ok((tcp, _)) = accepted {
+                tokio::spawn(accept(tcp));
+            }
+        }
+    });
+    let port = port_rx.recv().expect("listening port");
+    (port, Background::new(stop_tx, thread))
+}
+
 impl WsServer {
     /// Starts it and waits for its port.
     pub fn start<H, F>(handler: H) -> WsServer
@@ -261,40 +311,19 @@ impl WsServer {
         H: Fn(ServerWs) -> F + Send + Sync + 'static,
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let handler = std::sync::Arc::new(handler);
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("rt");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                port_tx
-                    .send(listener.local_addr().expect("addr").port())
-                    .expect("port");
-                loop {
-                    let accepted = tokio::select! {
-                        _ = &mut stop_rx => return,
-                        a = listener.accept() => a,
-                    };
-                    let Ok((tcp, _)) = accepted else { continue };
-                    let handler = handler.clone();
-                    // The handshake in the task too: a slow client never holds up the others.
-                    tokio::spawn(async move {
-                        if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
-                            handler(ws).await;
-                        }
-                    });
+        // The handshake in the task too: a slow client never holds up the others.
+        let (port, thread) = serve_loopback(move |tcp| {
+            let handler = handler.clone();
+            async move {
+                if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                    handler(ws).await;
                 }
-            });
+            }
         });
         WsServer {
-            port: port_rx.recv().expect("server port"),
-            _thread: Background::new(stop_tx, thread),
+            port,
+            _thread: thread,
         }
     }
 
