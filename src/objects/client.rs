@@ -14,7 +14,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ClientError, Error, Result};
-use crate::lang::Lang;
 use crate::net::client::{
     self, ClientState, STATUS_IDLE, STATUS_OPEN, STATUS_RECONNECTING, Target, Task,
 };
@@ -163,7 +162,7 @@ impl Object for Client {
         &CLIENT
     }
 
-    fn get(&mut self, _core: &ObjectCore, prop: &PropDef, _lang: Lang) -> Result<Value> {
+    fn get(&mut self, _core: &ObjectCore, prop: &PropDef) -> Result<Value> {
         Ok(match prop.id {
             PropId::Status => Value::Int(i64::from(self.status())),
             PropId::Server => Value::Str(self.url.clone()),
@@ -183,13 +182,7 @@ impl Object for Client {
         })
     }
 
-    fn call(
-        &mut self,
-        core: &mut ObjectCore,
-        m: &MethodDef,
-        args: &mut Args,
-        _lang: Lang,
-    ) -> Result<Value> {
+    fn call(&mut self, core: &mut ObjectCore, m: &MethodDef, args: &mut Args) -> Result<Value> {
         match m.id {
             MethodId::Connect => {
                 let (url, options) = (args.str(0).to_owned(), args.str(1).to_owned());

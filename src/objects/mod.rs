@@ -114,19 +114,13 @@ pub trait Object: Send {
     /// The object's member tables.
     fn members(&self) -> &'static Members;
     /// Reads one of the object's own readable properties.
-    fn get(&mut self, core: &ObjectCore, prop: &PropDef, lang: Lang) -> Result<Value>;
+    fn get(&mut self, core: &ObjectCore, prop: &PropDef) -> Result<Value>;
     /// Writes one of the object's own writable properties (none by default).
     fn set(&mut self, _core: &mut ObjectCore, prop: &PropDef, _v: Value) -> Result<()> {
         Err(Error::ReadOnly { prop: prop.names })
     }
     /// Calls one of the object's own methods with checked arguments.
-    fn call(
-        &mut self,
-        core: &mut ObjectCore,
-        m: &MethodDef,
-        args: &mut Args,
-        lang: Lang,
-    ) -> Result<Value>;
+    fn call(&mut self, core: &mut ObjectCore, m: &MethodDef, args: &mut Args) -> Result<Value>;
     /// `Done()`: stop everything the object started, by `deadline`; no event may reach 1C
     /// afterwards. An object with parts of its own stops them, then calls the core's.
     fn done(&mut self, core: &mut ObjectCore, deadline: Instant) {
@@ -235,7 +229,7 @@ impl AddIn {
             PropId::TestPanicProp => panic!("TestPanicProp: a panic forced by a test"),
             _ => match self.core.get(&prop, lang) {
                 Some(v) => Ok(v),
-                None => self.obj.get(&self.core, &prop, lang),
+                None => self.obj.get(&self.core, &prop),
             },
         }
     }
@@ -280,7 +274,6 @@ impl AddIn {
     }
 
     fn call_inner(&mut self, idx: usize, args: &mut Args) -> Result<Value> {
-        let lang = self.lang();
         let m = *self
             .members()
             .methods
@@ -307,7 +300,7 @@ impl AddIn {
                 self.core.check_live()?;
                 match self.core.call(&m, args) {
                     Some(r) => r,
-                    None => self.obj.call(&mut self.core, &m, args, lang),
+                    None => self.obj.call(&mut self.core, &m, args),
                 }
             }
         }

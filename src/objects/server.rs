@@ -15,7 +15,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::error::{Error, Names, Result, ServerError};
 use crate::hub::Pusher;
-use crate::lang::Lang;
 use crate::log::{Level, Log};
 use crate::net::server::{Connections, ServerOptions, ServerRun, accept_loop};
 use crate::net::{Command, Queued};
@@ -390,7 +389,7 @@ impl Object for Server {
         &SERVER
     }
 
-    fn get(&mut self, _core: &ObjectCore, prop: &PropDef, _lang: Lang) -> Result<Value> {
+    fn get(&mut self, _core: &ObjectCore, prop: &PropDef) -> Result<Value> {
         let run = self.run.as_ref();
         Ok(match prop.id {
             PropId::Status => Value::Int(match (run, self.failed) {
@@ -415,13 +414,7 @@ impl Object for Server {
         })
     }
 
-    fn call(
-        &mut self,
-        core: &mut ObjectCore,
-        m: &MethodDef,
-        args: &mut Args,
-        _lang: Lang,
-    ) -> Result<Value> {
+    fn call(&mut self, core: &mut ObjectCore, m: &MethodDef, args: &mut Args) -> Result<Value> {
         match m.id {
             MethodId::Run => {
                 let r = self.start(core, args);
