@@ -90,6 +90,15 @@ if [ "$rc" != 0 ] && ! grep -aqE '[1-9][0-9]* failed' "$log_dir/cargo-test.log";
     failed=$((failed + 1))
 fi
 
+step "fuzz: cargo-fuzz targets, regression corpus then a bounded run each (scripts/fuzz.sh)"
+if scripts/fuzz.sh >"$log_dir/fuzz.log" 2>&1; then
+    grep -E '^(FUZZ SKIPPED|=== fuzz|stat::number_of_executed_units|fuzz:)' "$log_dir/fuzz.log"
+    ok "fuzz"
+else
+    bad "fuzz (see target/test-logs/fuzz.log)"
+    tail -40 "$log_dir/fuzz.log"
+fi
+
 step "demo: the add-in at work in the emulated platform (scripts/demo.sh, exit code checked)"
 if timeout 120 scripts/demo.sh --no-build >"$log_dir/demo.log" 2>&1; then
     ok "demo"

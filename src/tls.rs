@@ -449,7 +449,14 @@ fn load_certs(
     path: &str,
 ) -> Result<Vec<CertificateDer<'static>>> {
     let data = read_capped(current, kind, path)?;
-    let certs = certs_of(path, &parse_pem(path, &data)?)?;
+    certificates_from_pem(path, &data)
+}
+
+/// The certificates of PEM `data` read from `path` (named in errors), each checked to be
+/// one; at least one. What every PEM certificate file goes through once read (also the
+/// entry point of the fuzz target `pem`).
+pub fn certificates_from_pem(path: &str, data: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = certs_of(path, &parse_pem(path, data)?)?;
     if certs.is_empty() {
         return Err(Error::Tls(TlsError::NoCertificates {
             path: path.to_owned(),
@@ -458,8 +465,20 @@ fn load_certs(
     Ok(certs)
 }
 
-/// The certificate chain and key of PKCS#12 data read from `path`.
-fn pfx_of(
+/// The first private key of PEM `data` read from `path` (named in errors), decrypted with
+/// `password` if it is encrypted, and whether it was: what a separate key file goes through
+/// once read (also the entry point of the fuzz target `pem`). `None`: no key section.
+pub fn private_key_from_pem(
+    path: &str,
+    data: &[u8],
+    password: &str,
+) -> Result<Option<(PrivateKeyDer<'static>, bool)>> {
+    Ok(key_of(path, &parse_pem(path, data)?, password)?.map(|k| (k.key, k.encrypted)))
+}
+
+/// The certificate chain and key of PKCS#12 data read from `path` (also the entry point of
+/// the fuzz target `pem`).
+pub fn pfx_of(
     path: &str,
     data: &[u8],
     password: &str,
@@ -749,16 +768,15 @@ fn server_identity(
         };
     }
     let key_data = read_capped(current, FileKind::Key, key_or_password)?;
-    let key_sections = parse_pem(key_or_password, &key_data)?;
-    let Some(k) = key_of(key_or_password, &key_sections, password)? else {
+    let Some((key, encrypted)) = private_key_from_pem(key_or_password, &key_data, password)? else {
         return Err(Error::Tls(TlsError::NoKey {
             path: key_or_password.to_owned(),
         }));
     };
-    if !k.encrypted && !password.is_empty() {
+    if !encrypted && !password.is_empty() {
         return Err(args_error(ArgProblem::PasswordUnused, roles));
     }
-    certified(chain, k.key, cert, key_or_password, false)
+    certified(chain, key, cert, key_or_password, false)
 }
 
 /// The server configuration for the certificate arguments of `Запустить`
@@ -877,24 +895,21 @@ fn identity(current: &Current, t: &TlsOptions) -> Result<Option<Arc<CertifiedKey
         return Ok(None);
     };
     let data = read_capped(current, FileKind::Certificate, cert)?;
-    let sections = parse_pem(cert, &data)?;
-    let chain = certs_of(cert, &sections)?;
-    if chain.is_empty() {
-        return Err(Error::Tls(TlsError::NoCertificates { path: cert.clone() }));
-    }
+    let chain = certificates_from_pem(cert, &data)?;
     let key_file = t.key_file.as_deref().unwrap_or(cert);
     let key = if key_file == cert {
-        key_of(cert, &sections, &t.password)?
+        private_key_from_pem(cert, &data, &t.password)?
     } else {
         let data = read_capped(current, FileKind::Key, key_file)?;
-        key_of(key_file, &parse_pem(key_file, &data)?, &t.password)?
-    };
+        private_key_from_pem(key_file, &data, &t.password)?
+    }
+    .map(|(k, _)| k);
     let Some(key) = key else {
         return Err(Error::Tls(TlsError::NoKey {
             path: key_file.to_owned(),
         }));
     };
-    certified(chain, key.key, cert, key_file, true).map(Some)
+    certified(chain, key, cert, key_file, true).map(Some)
 }
 
 /// The client configuration for `tls`: the roots it names (by default the platform's

@@ -187,14 +187,19 @@ impl fmt::Display for CallError {
 impl std::error::Error for CallError {}
 
 /// The add-in's exported functions, copied out of the library (valid for the process lifetime
-/// because the library is never unloaded).
+/// because the library is never unloaded), or linked into this process ([`Host::in_process`]).
 #[derive(Clone, Copy)]
-pub(crate) struct Exports {
-    pub(crate) get_class_names: GetClassNamesFn,
-    pub(crate) get_class_object: GetClassObjectFn,
-    pub(crate) destroy_object: DestroyObjectFn,
-    pub(crate) set_platform_capabilities: Option<SetPlatformCapabilitiesFn>,
-    pub(crate) get_attach_type: Option<GetAttachTypeFn>,
+pub struct Exports {
+    /// `GetClassNames`.
+    pub get_class_names: GetClassNamesFn,
+    /// `GetClassObject`.
+    pub get_class_object: GetClassObjectFn,
+    /// `DestroyObject`.
+    pub destroy_object: DestroyObjectFn,
+    /// `SetPlatformCapabilities`, if exported.
+    pub set_platform_capabilities: Option<SetPlatformCapabilitiesFn>,
+    /// `GetAttachType`, if exported.
+    pub get_attach_type: Option<GetAttachTypeFn>,
 }
 
 /// State of the capabilities negotiation.
@@ -303,6 +308,17 @@ impl Host {
                 caps: Mutex::new(Caps::NotCalled),
             }),
         }
+    }
+
+    /// A host over the add-in's exports linked into this process rather than loaded from a
+    /// file (the fuzz target `variant` links the add-in's code into the fuzzer); everything
+    /// else as with [`Host::load`].
+    ///
+    /// # Safety
+    /// Each function implements its Native API export as ABI.md §4 describes (what
+    /// [`Host::load`] takes for granted of a library's exports).
+    pub unsafe fn in_process(exports: Exports) -> Host {
+        Host::from_parts(PathBuf::from("<in-process>"), None, exports)
     }
 
     /// A host over exports implemented in this process (unit tests).

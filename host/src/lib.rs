@@ -38,7 +38,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 pub use conn::{APP_VERSION, Conn, ErrorRecord, Event, USER_AGENT};
-pub use host::{CallError, Host, HostError, HostOptions, Obj, Prepared, default_library_path};
+pub use host::{
+    CallError, Exports, Host, HostError, HostOptions, Obj, Prepared, default_library_path,
+};
 pub use mem::MemStats;
 pub use var::{HostTm, Var};
 
