@@ -117,6 +117,16 @@ else
     tail -20 "$log_dir/bench-smoke.log"
 fi
 
+step "soak, 2 minutes (scripts/soak.sh: 1,000 server connections, 10 reconnecting clients, peer restarts)"
+if cargo build --release -q -p ws1c-bench --bin soak &&
+    SOAK_NO_BUILD=1 SOAK_SECONDS=120 scripts/soak.sh >"$log_dir/soak.log" 2>&1; then
+    ok "soak 2m"
+    sed -n '/^soak summary/,$p' "$log_dir/soak.log"
+else
+    bad "soak 2m (see target/test-logs/soak.log)"
+    tail -30 "$log_dir/soak.log"
+fi
+
 step "core unit tests without test hooks"
 cargo test -q -p ws1c --lib 2>&1 | tee "$log_dir/core-no-hooks.log"
 rc=${PIPESTATUS[0]}
