@@ -100,9 +100,11 @@ impl ByteBudget {
         self.heavy.load(Ordering::Relaxed)
     }
 
-    /// Notes a queue that holds more than [`HEAVY`] bytes.
+    /// Notes a queue that holds more than [`HEAVY`] bytes (one load while it does not).
     fn note_depth(&self) {
-        if self.max - self.permits.available_permits().min(self.max) > HEAVY {
+        if self.max - self.permits.available_permits().min(self.max) > HEAVY
+            && !self.heavy.load(Ordering::Relaxed)
+        {
             self.heavy.store(true, Ordering::Relaxed);
         }
     }
@@ -158,8 +160,12 @@ impl SendQueue {
     /// (for the bytes, then for a slot). Called on the 1C thread only (the wait blocks the
     /// caller, never a worker).
     pub fn queue(&self, engine: &Engine, cmd: Command, wait: Duration) -> Queued {
-        let deadline = Instant::now() + wait;
-        let left = || deadline.saturating_duration_since(Instant::now());
+        // The clock is read only when a wait is needed: the usual `Отправить` finds room.
+        let mut deadline = None;
+        let mut left = || {
+            let d = *deadline.get_or_insert_with(|| Instant::now() + wait);
+            d.saturating_duration_since(Instant::now())
+        };
         let n = self.budget.charge(&cmd);
         match self.budget.permits.try_acquire_many(n) {
             Ok(p) => p.forget(),
@@ -172,7 +178,10 @@ impl SendQueue {
                 }
             }
         }
-        let queued = self.queue_slot(engine, cmd, left());
+        let queued = match offer(&self.tx, cmd) {
+            Ok(queued) => queued,
+            Err(cmd) => self.wait_for_slot(engine, cmd, left()),
+        };
         if queued != Queued::Yes {
             self.budget.permits.add_permits(n as usize);
         } else {
@@ -181,13 +190,9 @@ impl SendQueue {
         queued
     }
 
-    /// The message-count half of [`SendQueue::queue`].
-    fn queue_slot(&self, engine: &Engine, cmd: Command, wait: Duration) -> Queued {
+    /// The message-count half of [`SendQueue::queue`], once the queue was found full.
+    fn wait_for_slot(&self, engine: &Engine, cmd: Command, wait: Duration) -> Queued {
         let tx = &self.tx;
-        let cmd = match offer(tx, cmd) {
-            Ok(queued) => return queued,
-            Err(cmd) => cmd,
-        };
         // Wait for half the queue, not for one slot. Waiting for one slot makes the 1C thread
         // and the writer take turns a message at a time once the queue is full: every message
         // would cost a wake-up and two context switches (on a shared core, the woken caller
