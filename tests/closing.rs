@@ -8,7 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    FloodPeer, WsServer, create_with, finish, job, next_event_json, read_log, s, serial, wait_until,
+    FloodPeer, WsServer, create_with, finish, job, job_server, next_event_json, read_log, s,
+    serial, wait_until,
 };
 use ws1c_host::{Obj, Var};
 
@@ -21,10 +22,10 @@ fn big(i: usize) -> String {
 /// A raw WebSocket client of the add-in's server, in its own thread: connects, waits
 /// `quiet` without reading, then either reads to the end (answering the close) or, with
 /// `vanish`, drops the socket unread. Returns the texts it read.
-fn peer(port: i64, quiet: Duration, vanish: bool) -> std::thread::JoinHandle<Vec<String>> {
+fn peer(port: u16, quiet: Duration, vanish: bool) -> std::thread::JoinHandle<Vec<String>> {
     common::in_own_runtime(async move {
         use futures_util::StreamExt;
-        let mut ws = common::raw_client(port as u16).await;
+        let mut ws = common::raw_client(port).await;
         tokio::time::sleep(quiet).await;
         if vanish {
             return Vec::new();
@@ -39,16 +40,6 @@ fn peer(port: i64, quiet: Duration, vanish: bool) -> std::thread::JoinHandle<Vec
         }
         got
     })
-}
-
-/// A server object in a scheduled job's context, running on a free port.
-fn running_server() -> (Obj, i64) {
-    let server = create_with("Server", job());
-    server
-        .call("Запустить", &mut [s("127.0.0.1"), Var::I4(0)])
-        .unwrap();
-    let port = server.get("Порт").unwrap().as_i64().unwrap();
-    (server, port)
 }
 
 /// The next event of `obj` whose `State` is `state` (others skipped), within 10 s.
@@ -69,7 +60,7 @@ fn next_state(obj: &Obj, state: &str) -> serde_json::Value {
 #[test]
 fn a_connection_being_closed_is_gone_for_1c_code() {
     let _g = serial();
-    let (server, port) = running_server();
+    let (server, port) = job_server("{}");
     // The peer reads nothing for 1 s: the close handshake cannot end before then.
     let reader = peer(port, Duration::from_secs(1), false);
     let id = next_state(&server, "Open")["Connection"].as_i64().unwrap();
@@ -123,7 +114,7 @@ fn a_connection_being_closed_is_gone_for_1c_code() {
 #[test]
 fn a_server_connection_that_ends_with_queued_messages_counts_them() {
     let _g = serial();
-    let (server, port) = running_server();
+    let (server, port) = job_server("{}");
     let vanished = peer(port, Duration::from_millis(1500), true);
     let id = next_state(&server, "Open")["Connection"].as_i64().unwrap();
     const SENT: usize = 50;

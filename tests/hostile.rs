@@ -6,19 +6,10 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{create_with, finish, job, next_event_json, raw_client, s, serial, server_receive};
-use ws1c_host::{Obj, Var};
-
-/// A server object in a scheduled job's context with `options`, running on a free port.
-fn server_with(options: &str) -> (Obj, u16) {
-    let server = create_with("Server", job());
-    server.call("Настроить", &mut [s(options)]).unwrap();
-    server
-        .call("Запустить", &mut [s("127.0.0.1"), Var::I4(0)])
-        .unwrap();
-    let port = server.get("Порт").unwrap().as_i64().unwrap() as u16;
-    (server, port)
-}
+use common::{
+    create_with, finish, job, job_server, next_event_json, raw_client, s, serial, server_receive,
+};
+use ws1c_host::Var;
 
 /// Issue 15 #5: 2,000 sockets that connect and say nothing (more than `max_connections`)
 /// neither lock legitimate clients out nor disturb an established one. Before the pending
@@ -29,7 +20,7 @@ fn a_flood_of_silent_sockets_locks_nobody_out() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let _g = serial();
-    let (server, port) = server_with("{}");
+    let (server, port) = job_server("{}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -122,7 +113,7 @@ fn raw_request(port: u16, request: &str) -> String {
 #[test]
 fn malformed_handshakes_get_the_status_rfc_6455_asks_for() {
     let _g = serial();
-    let (server, port) = server_with("{}");
+    let (server, port) = job_server("{}");
     let base = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
     let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
     let other_key = "Sec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\n";
@@ -158,7 +149,7 @@ fn malformed_handshakes_get_the_status_rfc_6455_asks_for() {
 #[test]
 fn a_peer_that_never_reads_holds_at_most_the_byte_bound() {
     let _g = serial();
-    let (server, port) = server_with(r#"{"send_timeout_ms": 300}"#);
+    let (server, port) = job_server(r#"{"send_timeout_ms": 300}"#);
     let before = common::rss_kib();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -32,7 +32,7 @@ use crate::event::{Event, EventKind};
 use crate::hub::Hub;
 use crate::lang::Lang;
 use crate::log::{Level, Log};
-use crate::net::conn::{ConnectionTasks, End, close_queue};
+use crate::net::conn::{ConnectionTasks, End, close_queue, log_unsent};
 use crate::net::options::{ClientOptions, Reconnect};
 use crate::net::proxy;
 use crate::net::stream::{self, MaybeTls};
@@ -634,11 +634,7 @@ pub async fn run(task: Task) {
         // With reconnect the queue carries over to the next connection (what it holds goes
         // out there); only the writer's lost batch is unsent. Without, all of it is.
         let unsent = if again { ended.lost } else { ended.unsent() };
-        if unsent > 0 {
-            log.write(Level::Error, || {
-                format!("{unsent} messages accepted by Send were not sent")
-            });
-        }
+        log_unsent(&log, None, unsent);
         commands = ended.commands.take();
         let kind = match ended.end {
             End::Closed(code, reason) => {
@@ -695,11 +691,7 @@ pub async fn run(task: Task) {
         }
     }
     // Ended during a back-off (Done, Disconnect) or gave up: what 1C queued meanwhile.
-    if let Some(n) = commands.as_mut().map(close_queue).filter(|n| *n > 0) {
-        log.write(Level::Error, || {
-            format!("{n} messages accepted by Send were not sent")
-        });
-    }
+    log_unsent(&log, None, commands.as_mut().map_or(0, close_queue));
     // Stopped in the middle of a back-off: not connected, not reconnecting.
     let _ = shared.status.compare_exchange(
         STATUS_RECONNECTING,

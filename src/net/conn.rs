@@ -81,6 +81,17 @@ impl Ended {
     }
 }
 
+/// Logs `n` messages of connection `conn` (the server's id; `None` on the client) that
+/// `Отправить` accepted and that will never be sent; nothing when `n` is 0.
+pub fn log_unsent(log: &Log, conn: Option<u64>, n: u64) {
+    if n > 0 {
+        let id = conn.map_or(String::new(), |c| format!("{c}: "));
+        log.write(Level::Error, || {
+            format!("{id}{n} messages accepted by Send were not sent")
+        });
+    }
+}
+
 /// Closes a command queue and counts the messages left in it.
 pub fn close_queue(rx: &mut mpsc::Receiver<Command>) -> u64 {
     rx.close();

@@ -143,17 +143,11 @@ impl SendQueue {
             return Queued::Full;
         };
         permit.forget();
-        match offer(&self.tx, cmd) {
-            Ok(Queued::Yes) => Queued::Yes,
-            Ok(other) => {
-                self.budget.permits.add_permits(n as usize);
-                other
-            }
-            Err(_) => {
-                self.budget.permits.add_permits(n as usize);
-                Queued::Full
-            }
+        let queued = offer(&self.tx, cmd).unwrap_or(Queued::Full);
+        if queued != Queued::Yes {
+            self.budget.permits.add_permits(n as usize);
         }
+        queued
     }
 
     /// Queues `cmd` for the writer: at once if there is room, else waiting at most `wait`

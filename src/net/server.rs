@@ -22,7 +22,7 @@ use crate::error::{Expected, OptionsObject, Result};
 use crate::event::{Event, EventKind};
 use crate::hub::Hub;
 use crate::log::{Level, Log};
-use crate::net::conn::{ConnectionTasks, End, Stats};
+use crate::net::conn::{ConnectionTasks, End, Stats, log_unsent};
 use crate::net::options::{
     Fault, Limits, LogOptions, SharedKeys, millis, parse_options, period, shown_text, size, tokens,
 };
@@ -772,11 +772,7 @@ async fn connection(
             .write(Level::Info, || format!("closed {id}: {code} \"{reason}\"")),
         _ => {}
     }
-    if unsent > 0 {
-        ctx.log.write(Level::Error, || {
-            format!("{id}: {unsent} messages accepted by Send were not sent")
-        });
-    }
+    log_unsent(&ctx.log, Some(id), unsent);
     // Connection events never wait for room, so this cannot block a stopping server.
     ctx.hub
         .publish(

@@ -778,3 +778,15 @@ pub async fn raw_client(port: u16) -> ServerWs {
         .expect("handshake")
         .0
 }
+
+/// A server object in a scheduled job's context (pull), configured with `options` and running
+/// on a free port of 127.0.0.1; with its port.
+pub fn job_server(options: &str) -> (Obj, u16) {
+    let server = create_with("Server", job());
+    server.call("Настроить", &mut [s(options)]).unwrap();
+    server
+        .call("Запустить", &mut [s("127.0.0.1"), ws1c_host::Var::I4(0)])
+        .unwrap();
+    let port = server.get("Порт").unwrap().as_i64().unwrap() as u16;
+    (server, port)
+}
