@@ -854,6 +854,20 @@ pub enum ClientError {
     Reconnecting,
     /// `Подключиться` while connected.
     AlreadyConnected,
+    /// `Подключиться` or `Отправить` while `НачатьПодключение` is still connecting.
+    Connecting,
+    /// A persistent client of that name is connected (or connecting) to another address.
+    PersistentElsewhere {
+        /// Its name.
+        name: String,
+        /// The address it was connected with.
+        url: String,
+    },
+    /// A persistent client of that name is attached to another object.
+    PersistentInUse {
+        /// Its name.
+        name: String,
+    },
     /// The connection task did not answer within `timeout_ms` plus a margin.
     ConnectTimedOut {
         /// The address as 1C code passed it.

@@ -54,6 +54,7 @@ pub struct ParamDef {
 #[allow(missing_docs)]
 pub enum MethodId {
     Connect,
+    BeginConnect,
     Disconnect,
     Send,
     SendBinary,
@@ -342,7 +343,7 @@ const TEST_PROPS: [PropDef; 2] = [
 ];
 
 /// Methods of `AddIn.WebSocket.Client`.
-const CLIENT_METHODS: [MethodDef; 8] = [
+const CLIENT_METHODS: [MethodDef; 9] = [
     method(
         MethodId::Connect,
         n("Подключиться", "Connect"),
@@ -353,9 +354,22 @@ const CLIENT_METHODS: [MethodDef; 8] = [
         true,
     ),
     method(
+        MethodId::BeginConnect,
+        n("НачатьПодключение", "BeginConnect"),
+        &[
+            req("Адрес", "Url", Str),
+            opt("Параметры", "Options", Str, S("")),
+        ],
+        false,
+    ),
+    method(
         MethodId::Disconnect,
         n("Отключиться", "Disconnect"),
-        &[CLOSE_CODE, CLOSE_REASON],
+        &[
+            CLOSE_CODE,
+            CLOSE_REASON,
+            opt("Ждать", "Wait", ParamType::Bool, DefaultValue::Bool(true)),
+        ],
         false,
     ),
     method(

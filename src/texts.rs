@@ -641,6 +641,36 @@ fn client(e: &ClientError, lang: Lang) -> String {
         ClientError::AlreadyConnected => lang
             .pick("Подключение уже выполнено", "Already connected")
             .to_owned(),
+        ClientError::Connecting => lang
+            .pick(
+                "Подключение ещё выполняется: дождитесь события Open (или Fail)",
+                "Still connecting: wait for the Open (or Fail) event",
+            )
+            .to_owned(),
+        ClientError::PersistentElsewhere { name, url } => {
+            let (name, url) = (quote(name), quote(url));
+            if ru {
+                format!(
+                    "Постоянное подключение «{name}» уже установлено с другим адресом: {url} (отключите его методом Отключиться или выберите другое имя)"
+                )
+            } else {
+                format!(
+                    "The persistent connection \"{name}\" is already made to another address: {url} (end it with Disconnect or choose another name)"
+                )
+            }
+        }
+        ClientError::PersistentInUse { name } => {
+            let name = quote(name);
+            if ru {
+                format!(
+                    "Постоянное подключение «{name}» уже используется другим объектом: к нему подключается один объект за раз (уничтожьте тот объект или вызовите у него Отключиться)"
+                )
+            } else {
+                format!(
+                    "The persistent connection \"{name}\" is in use by another object: one object attaches at a time (destroy that object or call its Disconnect)"
+                )
+            }
+        }
         ClientError::ConnectTimedOut { url } => {
             let url = quote(url);
             if ru {

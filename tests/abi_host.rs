@@ -98,7 +98,8 @@ fn documented_names_and_arity() {
     assert_eq!(client.method_name(receive, 1).as_deref(), Some("Получить"));
     for (name, n) in [
         ("Подключиться", 2),
-        ("Отключиться", 2),
+        ("НачатьПодключение", 2),
+        ("Отключиться", 3),
         ("Отправить", 1),
         ("ОписаниеОшибки", 0),
     ] {

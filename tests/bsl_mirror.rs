@@ -14,6 +14,7 @@
 //! | `WebSocketКомпонентаКлиент.bsl` (common module, 8.3.18+ `Асинх`) | `client_only_language_stays_in_client_code_and_asynch_in_its_own_module`, `a_refused_installation_is_handled` |
 //! | `ФормаЧата.bsl` (form, push) | `form_module_push_sequence`, `form_module_reconnect_options`, `a_refused_installation_is_handled` |
 //! | `РегламентноеЗаданиеПриемСообщений.bsl` (scheduled job, pull) | `scheduled_job_persistent_server` |
+//! | `РегламентноеЗаданиеСлушатель.bsl` (scheduled job, pull, persistent client) | `scheduled_job_listener_*` |
 //! | `ПолноеТестирование.bsl` (documented self-test) | `full_self_test_thin_client`, `full_self_test_english_interface`, `full_self_test_server_context` |
 //!
 //! and the rules a 1C developer reads the code by, checked on every file: the header names
@@ -1513,12 +1514,12 @@ fn form_module_push_sequence() {
     let c = form_client();
     let mut seen = Vec::new();
 
-    // Подключиться: connect; the handler sees "Открытие" with the address and the path.
-    assert_eq!(
-        c.call("Подключиться", &mut [s(&url), s(FORM_OPTIONS)])
-            .unwrap(),
-        Var::Bool(true)
-    );
+    // Подключиться: НачатьПодключение returns at once (Статус 3 meanwhile); the handler sees
+    // "Открытие" with the address and the path.
+    let t = Instant::now();
+    c.call_proc("НачатьПодключение", &mut [s(&url), s(FORM_OPTIONS)])
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
     let (header, data) = wait_pushed(&c, &mut seen, &[r#""State":"Open""#]);
     assert!(
         header.contains(&format!(r#""Address":"127.0.0.1:{}""#, peer.port)),
@@ -1554,31 +1555,37 @@ fn form_module_push_sequence() {
     assert!(!header.contains(r#""Code":1000"#), "{header}");
     assert_ne!(c.get("Статус").unwrap(), Var::I4(1));
 
-    // Подключиться again, then Отключиться: "Закрытие" with 1000.
-    c.call("Подключиться", &mut [s(&url), s(FORM_OPTIONS)])
+    // Подключиться again, then the Отключиться command (no wait): "Закрытие" with 1000.
+    c.call_proc("НачатьПодключение", &mut [s(&url), s(FORM_OPTIONS)])
         .unwrap();
     wait_pushed(&c, &mut seen, &[r#""State":"Open""#]);
-    c.call("Отключиться", &mut []).unwrap();
+    let no_wait = || [Var::I4(1000), s(""), Var::Bool(false)];
+    c.call_proc("Отключиться", &mut no_wait()).unwrap();
     let (header, _) = wait_pushed(&c, &mut seen, &[r#""State":"Close""#]);
     assert!(header.contains(r#""Code":1000"#), "{header}");
 
-    // Подключиться to nothing: an exception, and ТекстОшибки has the add-in's reason.
+    // Подключиться to nothing: the handler sees "Ошибка" with the add-in's reason.
     let free = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
+    c.call_proc(
+        "НачатьПодключение",
+        &mut [s(&format!("ws://127.0.0.1:{free}/chat")), s(FORM_OPTIONS)],
+    )
+    .unwrap();
+    let (header, _) = wait_pushed(&c, &mut seen, &[r#""State":"Fail""#]);
+    assert!(header.contains("отклонил подключение"), "{header}");
+    // A bad address still raises at once: the form's exception branch.
     let err = c
-        .call(
-            "Подключиться",
-            &mut [s(&format!("ws://127.0.0.1:{free}/chat")), s(FORM_OPTIONS)],
-        )
+        .call_proc("НачатьПодключение", &mut [s("http://x"), s(FORM_OPTIONS)])
         .unwrap_err();
-    assert!(err.text.contains("отклонил подключение"), "{}", err.text);
+    assert!(err.text.contains("ws://"), "{}", err.text);
     assert_eq!(c.call("ОписаниеОшибки", &mut []).unwrap(), s(&err.text));
 
     // ПриЗакрытии: Отключиться on a client that is not connected raises nothing.
-    c.call("Отключиться", &mut []).unwrap();
+    c.call_proc("Отключиться", &mut no_wait()).unwrap();
     finish(c);
 }
 
@@ -1590,11 +1597,8 @@ fn form_module_reconnect_options() {
     let url = format!("ws://127.0.0.1:{}/chat", peer.port);
     let c = form_client();
     let mut seen = Vec::new();
-    assert_eq!(
-        c.call("Подключиться", &mut [s(&url), s(FORM_OPTIONS)])
-            .unwrap(),
-        Var::Bool(true)
-    );
+    c.call_proc("НачатьПодключение", &mut [s(&url), s(FORM_OPTIONS)])
+        .unwrap();
     wait_pushed(&c, &mut seen, &[r#""State":"Open""#]);
     // The peer drops the connection: "Переподключение" (attempt 1 after about min_delay_ms),
     // then "Открытие" again, and the form can send as before.
@@ -1625,6 +1629,131 @@ fn form_module_reconnect_options() {
         !seen.iter().any(|e| e.message.contains("Reconnecting")),
         "{seen:?}"
     );
+    finish(c);
+}
+
+// ---- РегламентноеЗаданиеСлушатель.bsl -------------------------------------------------------
+
+/// The options the listener job builds (`ПараметрыСлушателя`), verbatim.
+const LISTENER_OPTIONS: &str = r#"{"persistent":{"name":"атс","idle_expiry_ms":600000},"reconnect":{"enabled":true,"min_delay_ms":1000,"max_delay_ms":30000},"ping_interval_ms":30000}"#;
+
+#[test]
+fn scheduled_job_listener_options_in_the_test_are_the_jobs() {
+    let keys = option_keys(
+        &bsl("РегламентноеЗаданиеСлушатель.bsl"),
+        "Функция ПараметрыСлушателя",
+    );
+    assert_eq!(keys, json_keys(LISTENER_OPTIONS));
+}
+
+/// One run of `ОбработатьСобытияАТС`, its loop bounded by `calls` messages handled instead
+/// of 55 s: the kinds of the events it saw, in order ("Сообщение <text>" for messages).
+fn listener_run(url: &str, calls: usize) -> Vec<String> {
+    let c = create_with("Client", HostOptions::server());
+    c.set("РежимДоставки", s("Опрос")).unwrap();
+    c.call("Подключиться", &mut [s(url), s(LISTENER_OPTIONS)])
+        .expect("Подключиться");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = Vec::new();
+    let mut handled = 0;
+    while handled < calls {
+        assert!(Instant::now() < deadline, "the job saw {seen:?}");
+        let mut args = [Var::I4(1000), s(""), s("")];
+        if c.call("ПолучитьСобытие", &mut args).unwrap() != Var::Bool(true) {
+            continue;
+        }
+        let header: serde_json::Value = serde_json::from_str(args[1].as_str().unwrap()).unwrap();
+        if header["Event"] == "Message" {
+            let text = args[2].as_str().unwrap().to_owned();
+            // ОбработатьЗвонок: the acknowledgement.
+            c.call_proc("Отправить", &mut [s(&format!("принято: {text}"))])
+                .unwrap();
+            seen.push(format!("Сообщение {text}"));
+            handled += 1;
+        } else {
+            seen.push(header["State"].as_str().unwrap_or("?").to_owned());
+        }
+    }
+    finish(c); // the job's session ends; Отключиться() is not called
+    seen
+}
+
+#[test]
+fn scheduled_job_listener_stays_connected_between_runs() {
+    let _g = serial();
+    // The PBX: a call event every 20 ms, numbered across its restarts; it records the
+    // acknowledgements.
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let acks = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (n, a) = (next.clone(), acks.clone());
+    let mut pbx = common::RestartablePeer::start(move |ws| {
+        use futures_util::{SinkExt, StreamExt};
+        let (n, a) = (n.clone(), a.clone());
+        async move {
+            let (mut tx, mut rx) = ws.split();
+            let reading = tokio::spawn(async move {
+                while let Some(Ok(m)) = rx.next().await {
+                    if let Ok(t) = m.into_text() {
+                        a.lock().unwrap().push(t.to_string());
+                    }
+                }
+            });
+            loop {
+                let k = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let call = tokio_tungstenite::tungstenite::Message::text(format!("звонок {k}"));
+                if tx.send(call).await.is_err() || reading.is_finished() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let url = format!("{}events", pbx.url());
+
+    // First run: connects once, handles two calls, leaves without disconnecting.
+    let first = listener_run(&url, 2);
+    assert_eq!(first, ["Open", "Сообщение звонок 1", "Сообщение звонок 2"]);
+
+    // Between runs: calls keep coming, then the PBX restarts; the listener reconnects alone.
+    std::thread::sleep(Duration::from_millis(200));
+    pbx.down();
+    pbx.up();
+    std::thread::sleep(Duration::from_millis(1600));
+
+    // Next run: everything in between, in order, with the drop and the reconnection.
+    let second = listener_run(&url, 12);
+    let messages: Vec<u64> = second
+        .iter()
+        .filter_map(|e| e.strip_prefix("Сообщение звонок "))
+        .map(|k| k.parse().unwrap())
+        .collect();
+    assert_eq!(messages[0], 3, "{second:?}");
+    assert!(messages.windows(2).all(|w| w[0] < w[1]), "{second:?}");
+    let at = |what: &str| second.iter().position(|e| e == what);
+    let drop = at("Close").or(at("Fail")).expect("the drop");
+    let (re, open) = (
+        at("Reconnecting").expect("Reconnecting"),
+        at("Open").expect("Open"),
+    );
+    assert!(
+        drop < re && re < open && open < second.len() - 1,
+        "{second:?}"
+    );
+    // The acknowledgements reached the PBX (those of the first run before the restart).
+    assert!(
+        acks.lock()
+            .unwrap()
+            .contains(&"принято: звонок 1".to_owned())
+    );
+
+    // The test ends it; the job never does.
+    let c = create_with("Client", HostOptions::server());
+    assert_eq!(
+        c.call("Подключиться", &mut [s(&url), s(LISTENER_OPTIONS)])
+            .unwrap(),
+        Var::Bool(true)
+    );
+    c.call_proc("Отключиться", &mut []).unwrap();
     finish(c);
 }
 

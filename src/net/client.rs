@@ -36,7 +36,7 @@ use crate::net::conn::{ConnectionTasks, End, close_queue, log_unsent};
 use crate::net::options::{ClientOptions, Reconnect};
 use crate::net::proxy;
 use crate::net::stream::{self, MaybeTls};
-use crate::net::{ByteBudget, Command};
+use crate::net::{ByteBudget, Command, SendQueue};
 use crate::tls;
 
 /// `Статус`: -1 error, 0 not connected, 1 connected.
@@ -47,6 +47,8 @@ pub const STATUS_IDLE: i32 = 0;
 pub const STATUS_OPEN: i32 = 1;
 /// Connection lost, reconnecting (`reconnect.enabled`).
 pub const STATUS_RECONNECTING: i32 = 2;
+/// `НачатьПодключение` (or `Подключиться`) is connecting: the first connect is under way.
+pub const STATUS_CONNECTING: i32 = 3;
 
 /// A parsed `ws://` / `wss://` address.
 ///
@@ -167,11 +169,25 @@ pub struct ClientState {
     finished_cv: Condvar,
 }
 
+/// What an object holds of one connection (a persistent client's registry entry holds the
+/// same, to hand it to the next object).
+#[derive(Clone)]
+pub struct Link {
+    /// Status and subprotocol, shared with the task.
+    pub shared: Arc<ClientState>,
+    /// The send queue.
+    pub commands: SendQueue,
+    /// This connection's token.
+    pub token: CancellationToken,
+    /// Its options.
+    pub options: ClientOptions,
+}
+
 impl ClientState {
-    /// A connection not yet open.
+    /// A connection being connected (`Статус` 3).
     pub fn new() -> Arc<ClientState> {
         Arc::new(ClientState {
-            status: AtomicI32::new(STATUS_IDLE),
+            status: AtomicI32::new(STATUS_CONNECTING),
             subprotocol: Mutex::new(String::new()),
             stopping: AtomicBool::new(false),
             finished: Mutex::new(false),
@@ -533,8 +549,11 @@ pub struct Task {
     pub commands: mpsc::Receiver<Command>,
     /// The byte bound of the object's send queue.
     pub budget: ByteBudget,
-    /// The connect result for the waiting `Подключиться`.
-    pub ready: SyncSender<Result<()>>,
+    /// The connect result for the waiting `Подключиться`; `None` for `НачатьПодключение`,
+    /// whose failure becomes a Fail event in `lang`.
+    pub ready: Option<SyncSender<Result<()>>>,
+    /// The language of that Fail event's text (the object's, as for the exception).
+    pub lang: Lang,
     /// This connection (a child of the object's token).
     pub token: CancellationToken,
     /// The object's token: cancelled only by `Done()`, at its bound.
@@ -545,7 +564,8 @@ pub struct Task {
     pub tracker: TaskTracker,
 }
 
-/// The connection task: the first connect (its result goes to `Подключиться`), then the
+/// The connection task (the caller has counted it as a live source of `hub`, see
+/// [`Hub::connection_started`]): the first connect (its result goes to `Подключиться`), then the
 /// connection, then, with `reconnect`, new connections until Disconnect, Done or the last
 /// allowed attempt.
 ///
@@ -560,7 +580,8 @@ pub async fn run(task: Task) {
         shared,
         commands,
         budget,
-        ready,
+        mut ready,
+        lang,
         token,
         done,
         drain,
@@ -573,22 +594,39 @@ pub async fn run(task: Task) {
     });
     log.write(Level::Info, || format!("connect {}", target.url));
     let first = tokio::select! {
-        _ = token.cancelled() => return shared.finish(),
-        r = establish_bounded(&target, &options, &log) => r,
+        _ = token.cancelled() => None,
+        _ = drain.cancelled() => None,
+        r = establish_bounded(&target, &options, &log) => Some(r),
     };
     let mut est = match first {
-        Ok(e) => e,
-        Err(e) => {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => {
             log.write(Level::Error, || {
                 format!("connect failed: {}", e.text(Lang::En))
             });
             shared.status.store(STATUS_ERROR, Ordering::SeqCst);
-            let _ = ready.send(Err(e));
+            match ready {
+                Some(r) => {
+                    let _ = r.send(Err(e));
+                }
+                None => {
+                    let kind = EventKind::Fail {
+                        error: e.text(lang),
+                        unsent: commands_unsent(commands),
+                    };
+                    hub.publish(Event { conn: None, kind }, &token).await;
+                }
+            }
+            hub.connection_ended();
+            return shared.finish();
+        }
+        // Disconnect, Done or the blocking call's own bound: the object settles the status.
+        None => {
+            log_unsent(&log, None, commands_unsent(commands));
+            hub.connection_ended();
             return shared.finish();
         }
     };
-    hub.connection_started();
-    let mut ready = Some(ready);
     let mut commands = Some(commands);
     loop {
         *shared.subprotocol.lock().unwrap_or_else(|e| e.into_inner()) = est.subprotocol.clone();
@@ -701,6 +739,12 @@ pub async fn run(task: Task) {
     );
     hub.connection_ended();
     shared.finish();
+}
+
+/// What 1C queued before the first connect failed (Отправить refuses while connecting, so
+/// normally nothing).
+fn commands_unsent(mut rx: mpsc::Receiver<Command>) -> u64 {
+    close_queue(&mut rx)
 }
 
 /// Attempts until one succeeds (`Some`), the token is cancelled or the attempts run out

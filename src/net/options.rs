@@ -776,6 +776,47 @@ pub struct ClientOptions {
     pub reconnect: Reconnect,
     /// `log_file`, `log_level`, `log_messages`.
     pub log: Option<LogOptions>,
+    /// `persistent`: the connection outlives the object (see `crate::persistent`).
+    pub persistent: Option<PersistentOptions>,
+}
+
+/// A server or client connection that outlives its object (see `crate::persistent`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PersistentOptions {
+    /// The name the next object attaches by.
+    pub name: String,
+    /// End it after this long with no object attached (`idle_expiry_ms`; 0 or absent: never).
+    pub idle_expiry: Option<Duration>,
+}
+
+/// `persistent`, as it arrives.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PersistentKeys {
+    name: String,
+    #[serde(default)]
+    idle_expiry_ms: Option<u64>,
+}
+
+/// Checks `persistent`: a non-blank name, an expiry of at most a year.
+pub(crate) fn persistent(p: Option<PersistentKeys>) -> Result<Option<PersistentOptions>, Fault> {
+    match p {
+        None => Ok(None),
+        Some(p) if p.name.trim().is_empty() => Err(Fault::wrong(
+            "persistent.name",
+            Expected::NonBlank,
+            shown_text(&p.name),
+        )),
+        Some(p) => Ok(Some(PersistentOptions {
+            idle_expiry: period(
+                "persistent.idle_expiry_ms",
+                p.idle_expiry_ms,
+                365 * 86_400_000,
+                None,
+            )?,
+            name: p.name,
+        })),
+    }
 }
 
 impl Default for ClientOptions {
@@ -791,6 +832,7 @@ impl Default for ClientOptions {
             pong_timeout: Duration::from_secs(10),
             reconnect: Reconnect::default(),
             log: None,
+            persistent: None,
         }
     }
 }
@@ -808,6 +850,7 @@ struct ClientKeys {
     pong_timeout_ms: Option<u64>,
     /// `true`/`false` or an object: read by [`reconnect`].
     reconnect: Option<Json>,
+    persistent: Option<PersistentKeys>,
 }
 
 /// `tls`.
@@ -856,6 +899,7 @@ impl ClientKeys {
             pong_timeout: millis("pong_timeout_ms", self.pong_timeout_ms, 1, 3_600_000, d.pong_timeout)?,
             reconnect: reconnect(self.reconnect)?,
             log: shared.log()?,
+            persistent: persistent(self.persistent)?,
         })
     }
 }
@@ -928,6 +972,27 @@ mod tests {
     use super::*;
     use crate::lang::Lang;
     use crate::net::server::ServerOptions;
+
+    #[test]
+    fn a_client_takes_the_same_persistent_key_as_a_server() {
+        let o = ClientOptions::parse(r#"{"persistent": {"name": "атс", "idle_expiry_ms": 500}}"#)
+            .unwrap();
+        assert_eq!(
+            o.persistent,
+            Some(PersistentOptions {
+                name: "атс".into(),
+                idle_expiry: Some(Duration::from_millis(500)),
+            })
+        );
+        assert_eq!(ClientOptions::parse("").unwrap().persistent, None);
+        let e = ClientOptions::parse(r#"{"persistent": {"name": ""}}"#).unwrap_err();
+        assert!(
+            e.text(Lang::En).contains("persistent.name"),
+            "{}",
+            e.text(Lang::En)
+        );
+        assert!(ClientOptions::parse(r#"{"persistent": {"name": "x", "ttl": 1}}"#).is_err());
+    }
 
     /// The Russian and English texts of the error that `options` of a client make.
     fn texts(options: &str) -> (String, String) {
@@ -1084,7 +1149,7 @@ mod tests {
     #[test]
     fn unknown_keys_name_the_key_and_list_the_accepted_ones() {
         let (ru, en) = texts(r#"{"timeout": 5}"#);
-        let accepted = "timeout_ms, headers, subprotocols, tls, proxy, ping_interval_ms, pong_timeout_ms, reconnect, max_message_size, max_frame_size, read_buffer_size, write_buffer_size, send_queue, send_queue_bytes, send_timeout_ms, close_timeout_ms, log_file, log_level, log_messages";
+        let accepted = "timeout_ms, headers, subprotocols, tls, proxy, ping_interval_ms, pong_timeout_ms, reconnect, persistent, max_message_size, max_frame_size, read_buffer_size, write_buffer_size, send_queue, send_queue_bytes, send_timeout_ms, close_timeout_ms, log_file, log_level, log_messages";
         assert_eq!(
             ru,
             format!("Параметры подключения: неизвестный параметр «timeout»; допустимы: {accepted}")

@@ -24,7 +24,8 @@ use crate::hub::Hub;
 use crate::log::{Level, Log};
 use crate::net::conn::{ConnectionTasks, End, Stats, log_unsent};
 use crate::net::options::{
-    Fault, Limits, LogOptions, SharedKeys, millis, parse_options, period, shown_text, size, tokens,
+    Fault, Limits, LogOptions, PersistentKeys, PersistentOptions, SharedKeys, millis,
+    parse_options, period, persistent, size, tokens,
 };
 use crate::net::stream::{MaybeTls, Replayed};
 use crate::net::{SendQueue, send_queue};
@@ -68,15 +69,6 @@ pub struct ServerOptions {
     pub log: Option<LogOptions>,
     /// `persistent`: `{"name": "…", "idle_expiry_ms": N}` keeps the server after the object.
     pub persistent: Option<PersistentOptions>,
-}
-
-/// A server that outlives its object (see `crate::persistent`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct PersistentOptions {
-    /// The name the next object attaches by.
-    pub name: String,
-    /// Stop it after this long with no object attached (`idle_expiry_ms`; 0 or absent: never).
-    pub idle_expiry: Option<Duration>,
 }
 
 impl Default for ServerOptions {
@@ -141,15 +133,6 @@ struct BasicKeys {
     password: String,
 }
 
-/// `persistent`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PersistentKeys {
-    name: String,
-    #[serde(default)]
-    idle_expiry_ms: Option<u64>,
-}
-
 impl ServerKeys {
     // One key per line, as in the documentation's table.
     #[rustfmt::skip]
@@ -164,16 +147,6 @@ impl ServerKeys {
             }
             Some(_) => return Err(Fault::wrong("auth", Expected::Auth, "{…}".to_owned())),
         };
-        let persistent = match self.persistent {
-            None => None,
-            Some(p) if p.name.trim().is_empty() => {
-                return Err(Fault::wrong("persistent.name", Expected::NonBlank, shown_text(&p.name)));
-            }
-            Some(p) => Some(PersistentOptions {
-                idle_expiry: period("persistent.idle_expiry_ms", p.idle_expiry_ms, 365 * 86_400_000, None)?,
-                name: p.name,
-            }),
-        };
         Ok(ServerOptions {
             max_connections: size("max_connections", self.max_connections, 1, 100_000, d.max_connections)?,
             handshake_timeout: millis("handshake_timeout_ms", self.handshake_timeout_ms, 1, 600_000, d.handshake_timeout)?,
@@ -186,7 +159,7 @@ impl ServerKeys {
             ping_interval: period("ping_interval_ms", self.ping_interval_ms, 86_400_000, d.ping_interval)?,
             idle_timeout: period("idle_timeout_ms", self.idle_timeout_ms, 86_400_000, d.idle_timeout)?,
             log: shared.log()?,
-            persistent,
+            persistent: persistent(self.persistent)?,
         })
     }
 }

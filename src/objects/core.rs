@@ -62,6 +62,8 @@ pub struct ObjectCore {
     engine: Option<Engine>,
     /// The pusher of `own_hub`, started with the engine.
     pusher: Option<Pusher>,
+    /// The language of texts (for those that travel in events rather than exceptions).
+    lang: Lang,
     done: bool,
 }
 
@@ -84,8 +86,19 @@ impl ObjectCore {
             hub,
             engine: None,
             pusher: None,
+            lang: Lang::default(),
             done: false,
         }
+    }
+
+    /// The language of texts, as the platform set it.
+    pub fn lang(&self) -> Lang {
+        self.lang
+    }
+
+    /// The platform set the language.
+    pub fn set_lang(&mut self, lang: Lang) {
+        self.lang = lang;
     }
 
     /// `Init`: the platform is known.

@@ -178,11 +178,13 @@ impl AddIn {
     /// `SetLocale`.
     pub fn set_locale(&mut self, code: &str) {
         self.locale = Some(Lang::from_code(code));
+        self.core.set_lang(self.lang());
     }
 
     /// `SetUserInterfaceLanguageCode`; wins over the locale, being the user's own choice.
     pub fn set_interface_language(&mut self, code: &str) {
         self.ui_lang = Some(Lang::from_code(code));
+        self.core.set_lang(self.lang());
     }
 
     /// The language of texts (Russian until the platform says otherwise).

@@ -19,7 +19,7 @@ use crate::log::{Level, Log};
 use crate::net::server::{Connections, ServerOptions, ServerRun, accept_loop};
 use crate::net::{Command, Queued};
 use crate::objects::{Args, Object, ObjectCore, close_code};
-use crate::persistent::{self, Persistent};
+use crate::persistent::{self, Attachment, Claim, Ending, Lasting, Persistent, SERVERS};
 use crate::registry::{Members, MethodDef, MethodId, PropDef, PropId, SERVER};
 use crate::runtime::Engine;
 use crate::tls;
@@ -106,7 +106,7 @@ impl Server {
         let interface = args.str(0).to_owned();
         let port = args.get(1).whole(PORT, 0, 65535)? as u16;
         if let Some(po) = &self.options.persistent
-            && let Some(p) = persistent::find(&po.name)
+            && let Some(p) = SERVERS.find(&po.name)
         {
             if p.interface != interface || (port != 0 && port != p.port) {
                 return Err(Error::Server(ServerError::PersistentElsewhere {
@@ -170,13 +170,19 @@ impl Server {
         log.write(Level::Info, || {
             format!("listening on {interface}:{bound} (persistent)")
         });
-        // Alone until this object claims it below.
-        let alone_since = Arc::new(std::sync::Mutex::new(Some(Instant::now())));
+        let attachment = Attachment::held();
         if let Some(expiry) = po.idle_expiry {
+            let end = Ending {
+                drain: ctx.drain.clone(),
+                token: ctx.token.clone(),
+                tracker: ctx.run_tracker.clone(),
+                bound: ctx.options.limits.close_timeout,
+                hub: hub.clone(),
+            };
             engine.spawn(persistent::expire_when_idle(
-                ctx.clone(),
-                alone_since.clone(),
+                attachment.clone(),
                 expiry,
+                end,
             ));
         }
         let p = Arc::new(Persistent {
@@ -187,26 +193,29 @@ impl Server {
             pusher,
             hub,
             ctx,
-            alone_since,
+            attachment,
         });
-        persistent::insert(p.clone());
-        self.attach_persistent(core, p)
+        SERVERS.insert(p.clone());
+        self.use_persistent(core, p);
+        Ok(Value::Bool(true))
     }
 
-    /// Uses persistent server `p`: its hub (with what arrived meanwhile) becomes this
-    /// object's, and this object's platform receives its pushed events. One object at a
-    /// time: another attached object's claim is refused (`alone_since` is `None` while an
-    /// object holds it), so no two objects ever split its events or disagree on its state.
+    /// Attaches to persistent server `p`, unless another object holds it (one object at a
+    /// time, so no two objects ever split its events or disagree on its state).
     fn attach_persistent(&mut self, core: &mut ObjectCore, p: Arc<Persistent>) -> Result<Value> {
-        {
-            let mut alone = p.alone_since.lock().unwrap_or_else(|e| e.into_inner());
-            if alone.is_none() {
-                return Err(Error::Server(ServerError::PersistentInUse {
-                    name: p.name.clone(),
-                }));
-            }
-            *alone = None;
+        if p.attachment.claim() != Claim::Taken {
+            return Err(Error::Server(ServerError::PersistentInUse {
+                name: p.name.clone(),
+            }));
         }
+        self.use_persistent(core, p);
+        Ok(Value::Bool(true))
+    }
+
+    /// Uses persistent server `p`, held by this object: its hub (with what arrived
+    /// meanwhile) becomes this object's, and this object's platform receives its pushed
+    /// events.
+    fn use_persistent(&mut self, core: &mut ObjectCore, p: Arc<Persistent>) {
         core.use_hub(p.hub.clone());
         self.run = Some(Listening {
             interface: p.interface.clone(),
@@ -215,13 +224,12 @@ impl Server {
             persistent: Some(p),
         });
         self.failed = false;
-        Ok(Value::Bool(true))
     }
 
     /// Leaves an attached persistent server running, alone from now on.
     fn detach(&mut self, core: &mut ObjectCore) {
         if let Some(p) = self.run.take().and_then(|r| r.persistent) {
-            *p.alone_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            p.attachment.release();
         }
         core.release_hub();
     }
@@ -232,7 +240,9 @@ impl Server {
         if let Some(p) = self.run.as_ref().and_then(|r| r.persistent.clone()) {
             // Really stops it: connections close with 1001, the port is free on return.
             self.detach(core);
-            persistent::remove(&p.name, p.ctx.options.limits.close_timeout);
+            if SERVERS.remove(&p) {
+                p.shut(p.ctx.options.limits.close_timeout);
+            }
             return;
         }
         let Some(run) = self.run.take() else { return };

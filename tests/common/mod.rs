@@ -304,6 +304,77 @@ where
     (port, Background::new(stop_tx, thread))
 }
 
+/// A WebSocket server on a fixed port that can be killed (every connection dropped, as when
+/// a server process dies) and started again on the same port.
+pub struct RestartablePeer {
+    /// The port.
+    pub port: u16,
+    handler: std::sync::Arc<dyn Fn(ServerWs) -> PeerTask + Send + Sync>,
+    run: Option<Background>,
+}
+
+type PeerTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl RestartablePeer {
+    /// Starts it on a free port.
+    pub fn start<H, F>(handler: H) -> RestartablePeer
+    where
+        H: Fn(ServerWs) -> F + Send + Sync + 'static,
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut p = RestartablePeer {
+            port: free_port(),
+            handler: std::sync::Arc::new(move |ws| Box::pin(handler(ws)) as PeerTask),
+            run: None,
+        };
+        p.up();
+        p
+    }
+
+    /// Listens again (retrying the bind while the old socket lingers).
+    pub fn up(&mut self) {
+        let (port, handler) = (self.port, self.handler.clone());
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = in_own_runtime(async move {
+            let listener = loop {
+                match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                    Ok(l) => break l,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                }
+            };
+            ready_tx.send(()).expect("ready");
+            // Dropped with the runtime when stopped: every connection dies at once.
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stop_rx => return,
+                    a = listener.accept() => if let Ok((tcp, _)) = a {
+                        let handler = handler.clone();
+                        conns.spawn(async move {
+                            if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                                handler(ws).await;
+                            }
+                        });
+                    },
+                }
+            }
+        });
+        ready_rx.recv().expect("listening");
+        self.run = Some(Background::new(stop_tx, thread));
+    }
+
+    /// Kills it: the listener and every connection go.
+    pub fn down(&mut self) {
+        self.run = None;
+    }
+
+    /// `ws://127.0.0.1:port/`.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+}
+
 impl WsServer {
     /// Starts it and waits for its port.
     pub fn start<H, F>(handler: H) -> WsServer
