@@ -895,6 +895,10 @@ mod tests {
             })
         );
         assert_eq!(o.idle_timeout, None);
+        let o = ServerOptions::parse(r#"{"trusted_proxies": ["127.0.0.1", "10.0.0.0/8", "::1"]}"#)
+            .unwrap();
+        assert_eq!(o.trusted_proxies.len(), 3);
+        assert!(o.trusted_proxies[1].contains("10.9.8.7".parse().unwrap()));
         let o = ServerOptions::parse(r#"{"log_file": "s.log", "log_level": "debug"}"#).unwrap();
         let log = o.log.expect("a log");
         assert_eq!(
@@ -966,6 +970,16 @@ mod tests {
                 r#"{"allowed_paths": ["/a", 1]}"#,
                 format!("{s}: ключ allowed_paths[1]: ожидается строка, получено 1"),
                 "Server options: key allowed_paths[1]: expected a string, got 1".to_owned(),
+            ),
+            (
+                r#"{"trusted_proxies": ["10.0.0.0/8", "nginx"]}"#,
+                format!("{s}: ключ trusted_proxies[1]: ожидается IP-адрес или блок адресов (IPv4 или IPv6, например 10.0.0.5, 10.0.0.0/8, fd00::/8), получено \"nginx\""),
+                "Server options: key trusted_proxies[1]: expected an IP address or address block (IPv4 or IPv6, e.g. 10.0.0.5, 10.0.0.0/8, fd00::/8), got \"nginx\"".to_owned(),
+            ),
+            (
+                r#"{"trusted_proxies": "10.0.0.1"}"#,
+                format!("{s}: ключ trusted_proxies: ожидается массив, получено \"10.0.0.1\""),
+                "Server options: key trusted_proxies: expected an array, got \"10.0.0.1\"".to_owned(),
             ),
             (
                 r#"{"log_level": "всё"}"#,
