@@ -825,6 +825,8 @@ pub enum Expected {
     Token,
     /// `{"bearer": …}` or `{"basic": {…}}` (`auth`).
     Auth,
+    /// An IPv4 or IPv6 address or address block (`trusted_proxies`).
+    AddressBlock,
     /// Anything the key accepts (a check with no kind of its own).
     Valid,
 }

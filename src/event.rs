@@ -4,6 +4,7 @@
 //! | event | `Событие` | `Данные` |
 //! |---|---|---|
 //! | open | `{"Event":"Connection","State":"Open","Connection":7,"Address":"127.0.0.1:50312","Path":"/first"}` | `{"Connection":"Open", "Address", "Path", "Subprotocol", "Headers":{…}}` |
+//! | open behind a trusted proxy | … `"Address":"203.0.113.7","ProxyAddress":"10.0.0.2:40312","Path":…` | … `"Address", "ProxyAddress", "Path", …` |
 //! | text | `{"Event":"Message","Type":"Text","Connection":7}` | the text |
 //! | binary | `{"Event":"Message","Type":"Binary","Connection":7,"Encoding":"base64"}` | base64 of the bytes |
 //! | close | `{"Event":"Connection","State":"Close","Connection":7,"Code":1000,"Reason":"Normal"}` | `{"Connection":"Close","Code":1000,"Reason":"Normal"}` |
@@ -31,8 +32,10 @@ use serde_json::{Map, Value as Json, json};
 pub enum EventKind {
     /// The connection is open.
     Open {
-        /// Peer address, `ip:port`.
+        /// Peer address, `ip:port`; behind a trusted proxy the client's address it forwarded.
         address: String,
+        /// The trusted proxy's own `ip:port`, when `address` came from its headers.
+        proxy: Option<String>,
         /// Request path (server) or the URL's path (client).
         path: String,
         /// Negotiated subprotocol, empty if none.
@@ -150,12 +153,23 @@ impl Event {
             _ => {}
         }
         let fields: Vec<(&str, Json)> = match &self.kind {
-            EventKind::Open { address, path, .. } => vec![
-                ("Event", json!("Connection")),
-                ("State", json!("Open")),
-                ("Address", json!(address)),
-                ("Path", json!(path)),
-            ],
+            EventKind::Open {
+                address,
+                proxy,
+                path,
+                ..
+            } => {
+                let mut f = vec![
+                    ("Event", json!("Connection")),
+                    ("State", json!("Open")),
+                    ("Address", json!(address)),
+                ];
+                if let Some(p) = proxy {
+                    f.push(("ProxyAddress", json!(p)));
+                }
+                f.push(("Path", json!(path)));
+                f
+            }
             EventKind::Text(_) => vec![("Event", json!("Message")), ("Type", json!("Text"))],
             EventKind::Binary(_) => vec![
                 ("Event", json!("Message")),
@@ -210,20 +224,23 @@ impl Event {
         Cow::Owned(match &self.kind {
             EventKind::Open {
                 address,
+                proxy,
                 path,
                 subprotocol,
                 headers,
             } => {
                 let h: Map<String, Json> =
                     headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-                json!({
-                    "Connection": "Open",
-                    "Address": address,
-                    "Path": path,
-                    "Subprotocol": subprotocol,
-                    "Headers": h,
-                })
-                .to_string()
+                let mut m = Map::new();
+                m.insert("Connection".into(), json!("Open"));
+                m.insert("Address".into(), json!(address));
+                if let Some(p) = proxy {
+                    m.insert("ProxyAddress".into(), json!(p));
+                }
+                m.insert("Path".into(), json!(path));
+                m.insert("Subprotocol".into(), json!(subprotocol));
+                m.insert("Headers".into(), Json::Object(h));
+                Json::Object(m).to_string()
             }
             EventKind::Text(t) if self.base64_text() => return b64(t.as_bytes()),
             EventKind::Text(t) => return Cow::Borrowed(t),
@@ -278,6 +295,7 @@ mod tests {
             Some(7),
             EventKind::Open {
                 address: "127.0.0.1:50312".into(),
+                proxy: None,
                 path: "/first".into(),
                 subprotocol: String::new(),
                 headers: vec![("host".into(), "localhost".into())],
@@ -290,6 +308,24 @@ mod tests {
         assert_eq!(
             open.data(),
             r#"{"Connection":"Open","Address":"127.0.0.1:50312","Path":"/first","Subprotocol":"","Headers":{"host":"localhost"}}"#
+        );
+        let proxied = ev(
+            Some(8),
+            EventKind::Open {
+                address: "203.0.113.7".into(),
+                proxy: Some("127.0.0.2:40000".into()),
+                path: "/".into(),
+                subprotocol: String::new(),
+                headers: Vec::new(),
+            },
+        );
+        assert_eq!(
+            proxied.header(),
+            r#"{"Event":"Connection","State":"Open","Connection":8,"Address":"203.0.113.7","ProxyAddress":"127.0.0.2:40000","Path":"/"}"#
+        );
+        assert_eq!(
+            proxied.data(),
+            r#"{"Connection":"Open","Address":"203.0.113.7","ProxyAddress":"127.0.0.2:40000","Path":"/","Subprotocol":"","Headers":{}}"#
         );
         let text = ev(Some(7), EventKind::Text("привет".into()));
         assert_eq!(

@@ -68,6 +68,8 @@ pub enum MethodId {
     BroadcastBinary,
     DisconnectClient,
     ConnectionInfo,
+    ReceiveFrom,
+    ConnectionList,
     Configure,
     TestEcho,
     TestOut,
@@ -422,7 +424,7 @@ pub static CLIENT: LazyLock<Members> = LazyLock::new(|| {
 });
 
 /// Methods of `AddIn.WebSocket.Server`.
-const SERVER_METHODS: [MethodDef; 12] = [
+const SERVER_METHODS: [MethodDef; 14] = [
     method(
         MethodId::Run,
         n("Запустить", "Run"),
@@ -480,6 +482,18 @@ const SERVER_METHODS: [MethodDef; 12] = [
         MethodId::ConnectionInfo,
         n("ИнформацияОСоединении", "ConnectionInfo"),
         &[CLIENT_ID],
+        true,
+    ),
+    method(
+        MethodId::ReceiveFrom,
+        n("ПринятьОт", "ReceiveFrom"),
+        &[CLIENT_ID, TIMEOUT, DATA_OUT],
+        true,
+    ),
+    method(
+        MethodId::ConnectionList,
+        n("СписокСоединений", "ConnectionList"),
+        &[],
         true,
     ),
     method(
@@ -591,6 +605,8 @@ mod tests {
         assert_eq!(arity(&SERVER, "Запустить"), 5);
         assert_eq!(arity(&SERVER, "Отключить"), 3);
         assert_eq!(arity(&SERVER, "Отправить"), 2);
+        assert_eq!(arity(&SERVER, "ПринятьОт"), 3);
+        assert_eq!(arity(&SERVER, "ConnectionList"), 0);
         assert!(CLIENT.find_prop("Статус").is_some() && SERVER.find_prop("Соединения").is_some());
     }
 

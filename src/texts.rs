@@ -1383,6 +1383,12 @@ fn expected_value(e: &Expected, lang: Lang) -> String {
                 r#"{"bearer": "…"} or {"basic": {"user": "…", "password": "…"}}"#,
             )
             .to_owned(),
+        Expected::AddressBlock => lang
+            .pick(
+                "IP-адрес или блок адресов (IPv4 или IPv6, например 10.0.0.5, 10.0.0.0/8, fd00::/8)",
+                "an IP address or address block (IPv4 or IPv6, e.g. 10.0.0.5, 10.0.0.0/8, fd00::/8)",
+            )
+            .to_owned(),
         Expected::Valid => lang.pick("допустимое значение", "a valid value").to_owned(),
     }
 }

@@ -1274,6 +1274,14 @@ fn all_headers() -> Vec<serde_json::Map<String, serde_json::Value>> {
     let kinds = [
         EventKind::Open {
             address: "127.0.0.1:1".into(),
+            proxy: None,
+            path: "/".into(),
+            subprotocol: String::new(),
+            headers: vec![],
+        },
+        EventKind::Open {
+            address: "203.0.113.7".into(),
+            proxy: Some("127.0.0.2:1".into()),
             path: "/".into(),
             subprotocol: String::new(),
             headers: vec![],
@@ -1355,6 +1363,7 @@ fn the_event_parser_looks_only_for_keys_and_values_the_add_in_produces() {
         "Reason",
         "Error",
         "Address",
+        "ProxyAddress",
         "Path",
         "Pong",
         "Notify",

@@ -911,3 +911,250 @@ fn the_log_tells_what_happened_without_message_bodies() {
     assert!(err.text.contains("файл журнала"), "{}", err.text);
     finish(server);
 }
+
+/// `ПринятьОт(ИДКлиента, Таймаут, Данные)`: (found, data), checking the documented
+/// `Данные = ""` on `Ложь`.
+fn receive_from(server: &Obj, id: i32, timeout_ms: i32) -> Option<Var> {
+    let mut args = [Var::I4(id), Var::I4(timeout_ms), Var::Empty];
+    match server.call("ПринятьОт", &mut args).unwrap() {
+        Var::Bool(true) => Some(args[2].clone()),
+        Var::Bool(false) => {
+            assert_eq!(args[2], s(""), "Данные is an empty string on Ложь");
+            None
+        }
+        other => panic!("ПринятьОт returned {other:?}"),
+    }
+}
+
+fn pending(obj: &Obj) -> i64 {
+    obj.get("ВОчереди").unwrap().as_i64().unwrap()
+}
+
+#[test]
+fn receive_from_takes_one_connection_and_leaves_the_others_in_order() {
+    let _g = serial();
+    let (server, port) = common::job_server("{}");
+    let c1 = create_with("Client", job());
+    let c2 = create_with("Client", job());
+    let url = format!("ws://127.0.0.1:{port}/");
+    c1.call("Подключиться", &mut [s(&url)]).unwrap();
+    common::wait_until(Duration::from_secs(5), "connection 1", || {
+        server.get("КоличествоСоединений").unwrap() == Var::I4(1)
+    });
+    c2.call("Подключиться", &mut [s(&url)]).unwrap();
+    for m in ["a1", "a2"] {
+        c1.call("Отправить", &mut [s(m)]).unwrap();
+    }
+    for m in ["b1", "b2"] {
+        c2.call("Отправить", &mut [s(m)]).unwrap();
+    }
+    c1.call("ОтправитьДвоичныеДанные", &mut [Var::Blob(vec![0, 1, 255])])
+        .unwrap();
+    // Two open events and five messages.
+    common::wait_until(Duration::from_secs(5), "7 events queued", || {
+        pending(&server) == 7
+    });
+    assert_eq!(receive_from(&server, 2, 1000), Some(s("b1")));
+    assert_eq!(receive_from(&server, 2, 0), Some(s("b2")));
+    assert_eq!(pending(&server), 5, "ВОчереди counts what ПринятьОт took");
+    // Nothing more of connection 2, which is open: the timeout.
+    let t = Instant::now();
+    assert_eq!(receive_from(&server, 2, 150), None);
+    assert!(
+        t.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
+    // An id that never connected: Ложь at once, even with a long timeout.
+    let t = Instant::now();
+    assert_eq!(receive_from(&server, 99, 5000), None);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    // The rest reaches Принять in arrival order, without what ПринятьОт took.
+    assert_eq!(receive(&server, 1000), Some((1, s("a1"))));
+    assert_eq!(receive_from(&server, 1, 1000), Some(s("a2")));
+    assert_eq!(
+        receive(&server, 1000),
+        Some((1, Var::Blob(vec![0, 1, 255])))
+    );
+    assert_eq!(receive(&server, 100), None);
+    assert_eq!(pending(&server), 0);
+    // A connection's message sent before it ended is still taken; then Ложь, without
+    // waiting for the timeout.
+    c2.call("Отправить", &mut [s("b3")]).unwrap();
+    c2.call("Отключиться", &mut []).unwrap();
+    assert_eq!(receive_from(&server, 2, 5000), Some(s("b3")));
+    let t = Instant::now();
+    assert_eq!(receive_from(&server, 2, 10_000), None);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // Its close event is left for ПолучитьСобытие.
+    let (close, _) = common::next_event_json(&server, 1000).expect("the close event");
+    assert_eq!(
+        (close["State"].as_str(), close["Connection"].as_i64()),
+        (Some("Close"), Some(2))
+    );
+    // Argument checks as elsewhere: a negative id is refused in both languages' style.
+    let err = server
+        .call("ПринятьОт", &mut [Var::I4(-1), Var::I4(0), Var::Empty])
+        .unwrap_err();
+    assert!(err.text.contains("ИДКлиента"), "{}", err.text);
+    finish(c1);
+    finish(c2);
+    finish(server);
+    common::assert_memory_clean();
+}
+
+#[test]
+fn connection_list_describes_the_open_connections() {
+    let _g = serial();
+    let idle = create_with("Server", job());
+    assert_eq!(
+        idle.call("СписокСоединений", &mut []).unwrap(),
+        s("[]"),
+        "not running"
+    );
+    finish(idle);
+    let (server, port) = common::job_server(r#"{"subprotocols": ["v1"]}"#);
+    let c1 = create_with("Client", job());
+    let c2 = create_with("Client", job());
+    c1.call(
+        "Подключиться",
+        &mut [
+            s(&format!("ws://127.0.0.1:{port}/a?x=1")),
+            s(r#"{"subprotocols": ["v1"]}"#),
+        ],
+    )
+    .unwrap();
+    common::wait_until(Duration::from_secs(5), "connection 1", || {
+        server.get("КоличествоСоединений").unwrap() == Var::I4(1)
+    });
+    c2.call(
+        "Подключиться",
+        &mut [s(&format!("ws://127.0.0.1:{port}/b"))],
+    )
+    .unwrap();
+    c1.call("Отправить", &mut [s("hello")]).unwrap();
+    assert_eq!(receive(&server, 5000), Some((1, s("hello"))));
+    assert_eq!(
+        server
+            .call("Отправить", &mut [Var::I4(1), s("ok")])
+            .unwrap(),
+        Var::I4(1)
+    );
+    assert_eq!(receive_text_of(&c1), "ok");
+    let list = || -> Vec<serde_json::Value> {
+        let text = server.call("СписокСоединений", &mut []).unwrap();
+        serde_json::from_str(text.as_str().unwrap()).unwrap()
+    };
+    common::wait_until(Duration::from_secs(5), "two connections listed", || {
+        list().len() == 2
+    });
+    let all = list();
+    let first = all[0].as_object().unwrap();
+    let keys: Vec<&str> = first.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "Connection",
+            "Address",
+            "Path",
+            "Subprotocol",
+            "ConnectedAt",
+            "MessagesIn",
+            "BytesIn",
+            "MessagesOut",
+            "BytesOut"
+        ]
+    );
+    assert_eq!(first["Connection"], 1);
+    assert!(
+        first["Address"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{first:?}"
+    );
+    assert_eq!(
+        (first["Path"].as_str(), first["Subprotocol"].as_str()),
+        (Some("/a"), Some("v1"))
+    );
+    assert_eq!(
+        (first["MessagesIn"].as_u64(), first["BytesIn"].as_u64()),
+        (Some(1), Some(5))
+    );
+    assert_eq!(
+        (first["MessagesOut"].as_u64(), first["BytesOut"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let at = first["ConnectedAt"].as_str().unwrap();
+    assert!(
+        at.len() == 20 && at.ends_with('Z') && at.as_bytes()[10] == b'T',
+        "ISO 8601 UTC: {at}"
+    );
+    assert_eq!(
+        (all[1]["Connection"].as_u64(), all[1]["Path"].as_str()),
+        (Some(2), Some("/b"))
+    );
+    assert_eq!(all[1]["Subprotocol"], "");
+    // The same instant as ИнформацияОСоединении's Unix time.
+    let info: serde_json::Value = serde_json::from_str(
+        server
+            .call("ИнформацияОСоединении", &mut [Var::I4(1)])
+            .unwrap()
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["ConnectedAt"], at);
+    let secs = info["ConnectedSince"].as_u64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now - secs < 60, "{secs} vs {now}");
+    // A connection claimed by Отключить is left out at once.
+    assert_eq!(
+        server.call("Отключить", &mut [Var::I4(1)]).unwrap(),
+        Var::Bool(true)
+    );
+    let after = list();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0]["Connection"], 2);
+    finish(c1);
+    finish(c2);
+    finish(server);
+    common::assert_memory_clean();
+}
+
+fn receive_text_of(c: &Obj) -> String {
+    common::receive_text(c, 5000).expect("a message")
+}
+
+#[test]
+fn trusted_proxies_option_errors() {
+    let _g = serial();
+    let server = create_with("Server", job());
+    let err = server
+        .call(
+            "Настроить",
+            &mut [s(r#"{"trusted_proxies": ["10.0.0.0/8", "10.0.0.0/33"]}"#)],
+        )
+        .unwrap_err();
+    assert!(
+        err.text.starts_with(
+            "Параметры сервера: ключ trusted_proxies[1]: ожидается IP-адрес или блок адресов"
+        ),
+        "{}",
+        err.text
+    );
+    assert!(
+        err.text.ends_with("получено \"10.0.0.0/33\""),
+        "{}",
+        err.text
+    );
+    server
+        .call(
+            "Настроить",
+            &mut [s(
+                r#"{"trusted_proxies": ["127.0.0.1", "::1", "fd00::/8"]}"#,
+            )],
+        )
+        .unwrap();
+    finish(server);
+}

@@ -332,6 +332,42 @@ pub fn call_costs(cfg: &Cfg, host: &Host) -> Vec<(String, f64)> {
         drop(obj);
         drop(load);
     }
+    // ПринятьОт: 10,000 messages of connection 1 wait ahead of and among connection 2's;
+    // each measured call takes one of connection 2's (the first call, which builds the
+    // per-connection index, is left out).
+    {
+        let others = 10_000usize;
+        let mine = calls.min(others);
+        let (obj, port) = server(cfg, host, false, SERVER_OPTIONS, false);
+        obj.set("РазмерОчереди", Var::I4(2 * others as i32 + 16))
+            .expect("capacity");
+        let load = Gen::start(
+            cfg,
+            "flood-clients",
+            &[
+                format!("ws://127.0.0.1:{port}/"),
+                "2".into(),
+                others.to_string(),
+            ],
+        );
+        // Both connections' messages and their two open events.
+        wait_for(
+            || count_prop(&obj, "ВОчереди") >= (2 * others + 2) as u64,
+            Duration::from_secs(60),
+        );
+        let receive_from = method(&obj, "ПринятьОт");
+        let mut args = obj.prepare(&[Var::I4(2), Var::I4(1000), Var::Empty]);
+        call(&mut args, receive_from);
+        out.push((
+            format!("6. ПринятьОт, {others} messages of another connection waiting, ns"),
+            per_call(mine - 1, || {
+                call(&mut args, receive_from);
+            }),
+        ));
+        drop(args);
+        drop(obj);
+        drop(load);
+    }
     // Получить: `calls` messages wait in the client's pull queue.
     {
         let load = Gen::start(cfg, "flood-server", &[calls.to_string()]);

@@ -35,6 +35,7 @@ fn event(data: &[u8]) -> Option<Event> {
     let kind = match kind % 7 {
         0 => EventKind::Open {
             address: text(),
+            proxy: None,
             path: text(),
             subprotocol: text(),
             headers: std::iter::from_fn(|| Some((text(), text())))

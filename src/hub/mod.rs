@@ -12,6 +12,7 @@
 //! Delivery ([`Delivery`]) has one owner, this hub, and changes only through the explicit
 //! transitions below, under the hub's lock.
 
+mod pull;
 mod pusher;
 mod settings;
 
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::event::{Event, EventKind};
 use crate::platform::{AppType, EventSink};
+use pull::PullQueue;
 
 pub use pusher::Pusher;
 pub use settings::{
@@ -139,8 +141,8 @@ enum Push {
 
 /// The hub's state, under one lock.
 struct Inner {
-    /// Events for `Получить` / `ПолучитьСобытие`, in arrival order.
-    pull: VecDeque<Queued>,
+    /// Events for `Получить` / `ПолучитьСобытие` / `ПринятьОт`, in arrival order.
+    pull: PullQueue,
     /// Events and notifications for the pusher, oldest first.
     push: VecDeque<Push>,
     /// Events in `pull` plus `Push::Event`s in `push`.
@@ -194,7 +196,7 @@ impl Hub {
         });
         Arc::new(Hub {
             inner: Mutex::new(Inner {
-                pull: VecDeque::new(),
+                pull: PullQueue::default(),
                 push: VecDeque::new(),
                 queued: 0,
                 capacity: settings.capacity,
@@ -244,7 +246,7 @@ impl Hub {
         match to.route() {
             Route::Pull | Route::Notify => g.push.retain(|p| !matches!(p, Push::Copy(_))),
             Route::Push => {
-                let kept = std::mem::take(&mut g.pull).len();
+                let kept = g.pull.clear();
                 let mut pending = 0;
                 for p in g.push.iter_mut() {
                     if let Push::Copy(ev) = p {
@@ -402,7 +404,9 @@ impl Hub {
             self.pushable.notify_one();
         }
         if pulled > 0 && g.readers > 0 {
-            if pulled > 1 && g.readers > 1 {
+            // Several readers may wait for different things (`ПринятьОт` of different
+            // connections): then all of them look.
+            if g.readers > 1 {
                 self.readable.notify_all();
             } else {
                 self.readable.notify_one();
@@ -475,6 +479,60 @@ impl Hub {
     ///
     /// A pull call on an auto object commits it to pulling (see [`Phase`]).
     pub fn receive(&self, wait: Option<Duration>, messages_only: bool) -> Option<Event> {
+        self.wait_for(wait, |hub, g| {
+            while let Some(q) = g.pull.pop_front() {
+                hub.took_one(g);
+                if !messages_only || q.ev.is_message() {
+                    return Take::Got(q.ev);
+                }
+            }
+            if g.active == 0 {
+                Take::Never
+            } else {
+                Take::NotYet
+            }
+        })
+    }
+
+    /// `ПринятьОт`: takes the oldest message of connection `conn`, leaving every other event
+    /// where it is (so `Принять` still sees them in arrival order), blocking as
+    /// [`Hub::receive`] does. `live()` says whether `conn` may still deliver; it is asked
+    /// under the hub's lock whenever nothing of `conn` is queued, and a connection ending
+    /// wakes the waiting reader. Returns `None` on timeout, or at once when nothing of `conn`
+    /// is queued and `live()` is false. No scan of the queue: see [`pull`].
+    pub fn receive_from(
+        &self,
+        conn: u64,
+        wait: Option<Duration>,
+        live: impl Fn() -> bool,
+    ) -> Option<Event> {
+        self.wait_for(wait, |hub, g| match g.pull.take_from(conn) {
+            Some(q) => {
+                hub.took_one(g);
+                Take::Got(q.ev)
+            }
+            None if live() => Take::NotYet,
+            None => Take::Never,
+        })
+    }
+
+    /// Books one event taken from the pull queue: the count, and the producers held back by
+    /// a full queue.
+    fn took_one(&self, g: &mut Inner) {
+        let before = g.queued;
+        g.queued -= 1;
+        if Self::should_wake_producers(before, g.capacity) {
+            self.space.notify_waiters();
+        }
+    }
+
+    /// The wait of every pull call: `take` is tried under the lock until it takes something
+    /// or says nothing will come, the hub closes, or `wait` (`None`: no bound) runs out.
+    fn wait_for(
+        &self,
+        wait: Option<Duration>,
+        mut take: impl FnMut(&Hub, &mut Inner) -> Take,
+    ) -> Option<Event> {
         let mut deadline: Option<Instant> = None;
         let mut spin_end: Option<Instant> = None;
         let mut g = self.lock();
@@ -484,18 +542,11 @@ impl Hub {
             self.transition(&mut g, Delivery::Auto(Phase::Pulling));
         }
         loop {
-            while let Some(q) = g.pull.pop_front() {
-                let before = g.queued;
-                g.queued -= 1;
-                if Self::should_wake_producers(before, g.capacity) {
-                    self.space.notify_waiters();
-                }
-                if !messages_only || q.ev.is_message() {
-                    return Some(q.ev);
-                }
-            }
-            if g.closed || g.active == 0 {
-                return None;
+            match take(self, &mut g) {
+                Take::Got(ev) => return Some(ev),
+                Take::Never => return None,
+                Take::NotYet if g.closed => return None,
+                Take::NotYet => {}
             }
             // The clock is read only when there is nothing to take.
             let until = wait.map(|w| *deadline.get_or_insert_with(|| Instant::now() + w));
@@ -529,6 +580,16 @@ impl Hub {
             g.readers -= 1;
         }
     }
+}
+
+/// What one try of a pull call found.
+enum Take {
+    /// This event.
+    Got(Event),
+    /// Nothing yet; something may come.
+    NotYet,
+    /// Nothing, and nothing can come any more.
+    Never,
 }
 
 #[cfg(test)]

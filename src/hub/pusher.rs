@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Hub, Push, Queued};
+use super::{Hub, Push};
 use crate::error::{Error, Result};
 use crate::platform::Emit;
 
@@ -161,8 +161,7 @@ fn settle(hub: &Hub, outcomes: Vec<(Push, Emit)>) {
             g.queued -= 1;
             wake_producers |= Hub::should_wake_producers(before, g.capacity);
         } else {
-            let at = g.pull.partition_point(|p: &Queued| p.seq < q.seq);
-            g.pull.insert(at, q);
+            g.pull.insert(q);
             back = true;
         }
     }

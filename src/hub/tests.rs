@@ -244,3 +244,84 @@ async fn events_wait_for_a_sink_instead_of_being_refused() {
     assert_eq!(hub.undelivered(), 0);
     assert!(pusher.stop(Duration::from_secs(5)));
 }
+
+fn from(conn: u64, i: u32) -> Event {
+    Event {
+        conn: Some(conn),
+        kind: EventKind::Text(format!("{conn}:{i}")),
+    }
+}
+
+#[tokio::test]
+async fn receive_from_frees_room_and_wakes_a_held_back_producer() {
+    // Connection 1 fills the queue; connection 2's message waits behind it (its producer
+    // is held back). Taking connection 1's messages with `ПринятьОт` frees the room.
+    let hub = Hub::new(&settings(DeliveryMode::Pull, 4), AppType::Server);
+    hub.connection_started();
+    let token = CancellationToken::new();
+    for i in 0..4 {
+        hub.publish(from(1, i), &token).await;
+    }
+    let held = {
+        let (hub, token) = (hub.clone(), token.clone());
+        tokio::spawn(async move { hub.publish(from(2, 0), &token).await })
+    };
+    // Why a sleep: the producer must have reached the bound; `pending` below fails if not.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(hub.pending(), 4);
+    let hub2 = hub.clone();
+    let got = tokio::task::spawn_blocking(move || {
+        let one = |c| hub2.receive_from(c, Some(Duration::from_secs(5)), || true);
+        let firsts = (one(1), one(1));
+        // Connection 2's message got in once there was room.
+        (firsts, one(2), hub2.pending())
+    })
+    .await
+    .unwrap();
+    assert_eq!(got.0, (Some(from(1, 0)), Some(from(1, 1))));
+    assert_eq!(got.1, Some(from(2, 0)));
+    assert_eq!(got.2, 2);
+    held.await.unwrap();
+    assert_eq!(hub.lock().queued, 2, "the count follows the takes");
+    // What is left comes to `Принять` in order, and nothing twice.
+    assert_eq!(receive_n(&hub, 2), vec![Some(from(1, 2)), Some(from(1, 3))]);
+    assert_eq!(hub.pending(), 0);
+}
+
+#[test]
+fn receive_from_returns_at_once_for_a_connection_that_cannot_deliver() {
+    let hub = Hub::new(&settings(DeliveryMode::Pull, 10), AppType::Server);
+    hub.connection_started();
+    let t = Instant::now();
+    assert_eq!(hub.receive_from(5, None, || false), None);
+    assert!(t.elapsed() < Duration::from_secs(1));
+    // A live one is waited for, up to the timeout.
+    let t = Instant::now();
+    assert_eq!(
+        hub.receive_from(5, Some(Duration::from_millis(100)), || true),
+        None
+    );
+    assert!(t.elapsed() >= Duration::from_millis(100));
+}
+
+#[test]
+fn receive_from_wakes_when_its_connection_ends() {
+    let hub = Hub::new(&settings(DeliveryMode::Pull, 10), AppType::Server);
+    hub.connection_started();
+    let live = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let ender = {
+        let (hub, live) = (hub.clone(), live.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            live.store(false, Ordering::SeqCst);
+            hub.connection_ended();
+        })
+    };
+    let t = Instant::now();
+    let got = hub.receive_from(1, Some(Duration::from_secs(10)), || {
+        live.load(Ordering::SeqCst)
+    });
+    assert_eq!(got, None);
+    assert!(t.elapsed() < Duration::from_secs(5), "woken by the end");
+    ender.join().unwrap();
+}

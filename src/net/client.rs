@@ -637,6 +637,7 @@ pub async fn run(task: Task) {
         log.write(Level::Info, || format!("open: {}", est.peer));
         let open = EventKind::Open {
             address: est.peer.to_string(),
+            proxy: None,
             path: target.path.clone(),
             subprotocol: est.subprotocol.clone(),
             headers: std::mem::take(&mut est.headers),

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod conn;
+pub mod forwarded;
 pub mod options;
 pub mod proxy;
 pub mod server;

@@ -23,9 +23,10 @@ use crate::event::{Event, EventKind};
 use crate::hub::Hub;
 use crate::log::{Level, Log};
 use crate::net::conn::{ConnectionTasks, End, Stats, log_unsent};
+use crate::net::forwarded::{self, Cidr};
 use crate::net::options::{
     Fault, Limits, LogOptions, PersistentKeys, PersistentOptions, SharedKeys, millis,
-    parse_options, period, persistent, size, tokens,
+    parse_options, period, persistent, shown_text, size, tokens,
 };
 use crate::net::stream::{MaybeTls, Replayed};
 use crate::net::{SendQueue, send_queue};
@@ -69,6 +70,9 @@ pub struct ServerOptions {
     pub log: Option<LogOptions>,
     /// `persistent`: `{"name": "…", "idle_expiry_ms": N}` keeps the server after the object.
     pub persistent: Option<PersistentOptions>,
+    /// `trusted_proxies`: reverse proxies whose forwarding headers name the client
+    /// (see [`crate::net::forwarded`]); empty: the headers are never read.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for ServerOptions {
@@ -89,6 +93,7 @@ impl Default for ServerOptions {
             idle_timeout: None,
             log: None,
             persistent: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -115,6 +120,7 @@ struct ServerKeys {
     ping_interval_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     persistent: Option<PersistentKeys>,
+    trusted_proxies: Vec<String>,
 }
 
 /// `auth`: exactly one of the two.
@@ -147,6 +153,16 @@ impl ServerKeys {
             }
             Some(_) => return Err(Fault::wrong("auth", Expected::Auth, "{…}".to_owned())),
         };
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                Cidr::parse(t).ok_or_else(|| {
+                    Fault::wrong(&format!("trusted_proxies[{i}]"), Expected::AddressBlock, shown_text(t))
+                })
+            })
+            .collect::<Result<Vec<_>, Fault>>()?;
         Ok(ServerOptions {
             max_connections: size("max_connections", self.max_connections, 1, 100_000, d.max_connections)?,
             handshake_timeout: millis("handshake_timeout_ms", self.handshake_timeout_ms, 1, 600_000, d.handshake_timeout)?,
@@ -160,6 +176,7 @@ impl ServerKeys {
             idle_timeout: period("idle_timeout_ms", self.idle_timeout_ms, 86_400_000, d.idle_timeout)?,
             log: shared.log()?,
             persistent: persistent(self.persistent)?,
+            trusted_proxies,
         })
     }
 }
@@ -168,8 +185,11 @@ impl ServerKeys {
 pub struct LiveConnection {
     /// Connection id: 1, 2, 3 … in order of arrival, never reused while the server runs.
     pub id: u64,
-    /// Peer address.
-    pub addr: SocketAddr,
+    /// The client's address as 1C code sees it: the peer's `ip:port`, or behind a trusted
+    /// proxy the address it forwarded (see [`crate::net::forwarded`]).
+    pub address: String,
+    /// The trusted proxy's own address, when `address` came from its headers.
+    pub proxy: Option<SocketAddr>,
     /// Request path.
     pub path: String,
     /// Request query (without `?`).
@@ -203,21 +223,58 @@ impl LiveConnection {
             .since
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let mut m = serde_json::Map::new();
+        m.insert("Connection".into(), json!(self.id));
+        self.put_address(&mut m);
+        m.insert("Path".into(), json!(self.path));
+        m.insert("Query".into(), json!(self.query));
+        m.insert("Headers".into(), json!(h));
+        m.insert("Subprotocol".into(), json!(self.subprotocol));
+        m.insert("ConnectedSince".into(), json!(since));
+        m.insert("ConnectedAt".into(), json!(self.connected_at()));
+        self.put_counters(&mut m);
+        serde_json::Value::Object(m).to_string()
+    }
+
+    /// One element of `СписокСоединений`.
+    pub fn list_entry(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("Connection".into(), json!(self.id));
+        self.put_address(&mut m);
+        m.insert("Path".into(), json!(self.path));
+        m.insert("Subprotocol".into(), json!(self.subprotocol));
+        m.insert("ConnectedAt".into(), json!(self.connected_at()));
+        self.put_counters(&mut m);
+        serde_json::Value::Object(m)
+    }
+
+    /// `Address`, and `ProxyAddress` behind a trusted proxy.
+    fn put_address(&self, m: &mut serde_json::Map<String, serde_json::Value>) {
+        m.insert("Address".into(), json!(self.address));
+        if let Some(p) = self.proxy {
+            m.insert("ProxyAddress".into(), json!(p.to_string()));
+        }
+    }
+
+    fn put_counters(&self, m: &mut serde_json::Map<String, serde_json::Value>) {
         let s = &self.stats;
-        json!({
-            "Connection": self.id,
-            "Address": self.addr.to_string(),
-            "Path": self.path,
-            "Query": self.query,
-            "Headers": h,
-            "Subprotocol": self.subprotocol,
-            "ConnectedSince": since,
-            "MessagesIn": s.messages_in.load(Ordering::Relaxed),
-            "BytesIn": s.bytes_in.load(Ordering::Relaxed),
-            "MessagesOut": s.messages_out.load(Ordering::Relaxed),
-            "BytesOut": s.bytes_out.load(Ordering::Relaxed),
-        })
-        .to_string()
+        for (k, v) in [
+            ("MessagesIn", &s.messages_in),
+            ("BytesIn", &s.bytes_in),
+            ("MessagesOut", &s.messages_out),
+            ("BytesOut", &s.bytes_out),
+        ] {
+            m.insert(k.into(), json!(v.load(Ordering::Relaxed)));
+        }
+    }
+
+    /// When the handshake completed: ISO 8601, UTC, whole seconds (`2025-01-31T09:05:00Z`).
+    fn connected_at(&self) -> String {
+        let secs = self
+            .since
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("{}Z", crate::value::Date::from_unix(secs as i64))
     }
 }
 
@@ -260,6 +317,12 @@ impl Connections {
             .filter(Self::is_open)
             .cloned()
             .collect()
+    }
+
+    /// Whether connection `id` may still deliver a message: it is in the table, open or
+    /// closing (its entry leaves only once its reader has stopped).
+    pub fn present(&self, id: u64) -> bool {
+        self.lock().contains_key(&id)
     }
 
     /// How many are open.
@@ -387,6 +450,8 @@ fn reject(status: StatusCode, text: &str) -> ErrorResponse {
 
 /// What the handshake callback learned.
 struct Seen {
+    /// The client's address from a trusted proxy's headers.
+    client: Option<String>,
     path: String,
     query: String,
     headers: Vec<(String, String)>,
@@ -398,6 +463,7 @@ struct Seen {
 #[allow(clippy::result_large_err)]
 fn check(
     o: &ServerOptions,
+    peer: SocketAddr,
     full: bool,
     req: &Request,
     mut resp: Response,
@@ -453,7 +519,7 @@ fn check(
     {
         resp.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, v);
     }
-    let headers = req
+    let headers: Vec<(String, String)> = req
         .headers()
         .iter()
         .map(|(k, v)| {
@@ -464,6 +530,7 @@ fn check(
         })
         .collect();
     let seen = Seen {
+        client: forwarded::client_address(peer.ip(), &headers, &o.trusted_proxies),
         path,
         query: req.uri().query().unwrap_or("").to_owned(),
         headers,
@@ -580,6 +647,7 @@ fn refusal_of(req: &httparse::Request<'_, '_>) -> Option<(StatusCode, &'static s
 
 async fn handshake(
     tcp: TcpStream,
+    peer: SocketAddr,
     ctx: &ServerRun,
     slots: &Arc<Semaphore>,
 ) -> std::result::Result<(ServerWs, Seen, OwnedSemaphorePermit), String> {
@@ -600,7 +668,7 @@ async fn handshake(
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| {
         permit = slots.clone().try_acquire_owned().ok();
-        check(&ctx.options, permit.is_none(), req, resp).map(|(resp, s)| {
+        check(&ctx.options, peer, permit.is_none(), req, resp).map(|(resp, s)| {
             seen = Some(s);
             resp
         })
@@ -638,7 +706,7 @@ async fn shake(
             "still in its handshake when {} newer connections were waiting (max_pending_handshakes)",
             ctx.options.max_pending_handshakes
         ),
-        r = tokio::time::timeout(bound, handshake(tcp, ctx, slots)) => match r {
+        r = tokio::time::timeout(bound, handshake(tcp, addr, ctx, slots)) => match r {
             Ok(Ok(x)) => return Some(x),
             Ok(Err(reason)) => reason,
             Err(_) => format!("no handshake within {} ms", bound.as_millis()),
@@ -661,9 +729,14 @@ async fn connection(
     let budget = tx.budget();
     let token = ctx.token.child_token();
     let stats = Arc::new(Stats::default());
+    let (address, proxy) = match seen.client {
+        Some(client) => (client, Some(addr)),
+        None => (addr.to_string(), None),
+    };
     let entry = Arc::new(LiveConnection {
         id,
-        addr,
+        address: address.clone(),
+        proxy,
         path: seen.path.clone(),
         query: seen.query,
         headers: seen.headers.clone(),
@@ -677,13 +750,16 @@ async fn connection(
     ctx.conns.lock().insert(id, entry);
     ctx.log.write(Level::Info, || {
         format!(
-            "accepted {id} from {addr} path {} subprotocol \"{}\"",
-            seen.path, seen.subprotocol
+            "accepted {id} from {address}{} path {} subprotocol \"{}\"",
+            proxy.map(|p| format!(" via {p}")).unwrap_or_default(),
+            seen.path,
+            seen.subprotocol
         )
     });
     ctx.hub.connection_started();
     let open = EventKind::Open {
-        address: addr.to_string(),
+        address,
+        proxy: proxy.map(|p| p.to_string()),
         path: seen.path,
         subprotocol: seen.subprotocol,
         headers: seen.headers,
@@ -792,6 +868,10 @@ mod tests {
             })
         );
         assert_eq!(o.idle_timeout, None);
+        let o = ServerOptions::parse(r#"{"trusted_proxies": ["127.0.0.1", "10.0.0.0/8", "::1"]}"#)
+            .unwrap();
+        assert_eq!(o.trusted_proxies.len(), 3);
+        assert!(o.trusted_proxies[1].contains("10.9.8.7".parse().unwrap()));
         let o = ServerOptions::parse(r#"{"log_file": "s.log", "log_level": "debug"}"#).unwrap();
         let log = o.log.expect("a log");
         assert_eq!(
@@ -863,6 +943,16 @@ mod tests {
                 r#"{"allowed_paths": ["/a", 1]}"#,
                 format!("{s}: ключ allowed_paths[1]: ожидается строка, получено 1"),
                 "Server options: key allowed_paths[1]: expected a string, got 1".to_owned(),
+            ),
+            (
+                r#"{"trusted_proxies": ["10.0.0.0/8", "nginx"]}"#,
+                format!("{s}: ключ trusted_proxies[1]: ожидается IP-адрес или блок адресов (IPv4 или IPv6, например 10.0.0.5, 10.0.0.0/8, fd00::/8), получено \"nginx\""),
+                "Server options: key trusted_proxies[1]: expected an IP address or address block (IPv4 or IPv6, e.g. 10.0.0.5, 10.0.0.0/8, fd00::/8), got \"nginx\"".to_owned(),
+            ),
+            (
+                r#"{"trusted_proxies": "10.0.0.1"}"#,
+                format!("{s}: ключ trusted_proxies: ожидается массив, получено \"10.0.0.1\""),
+                "Server options: key trusted_proxies: expected an array, got \"10.0.0.1\"".to_owned(),
             ),
             (
                 r#"{"log_level": "всё"}"#,

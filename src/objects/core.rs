@@ -47,6 +47,15 @@ pub fn close_code(code: f64) -> u16 {
     }
 }
 
+/// A message as `Данные`: text as a string, binary as binary data.
+fn payload(kind: EventKind) -> Value {
+    match kind {
+        EventKind::Text(t) => Value::Str(t),
+        EventKind::Binary(b) => Value::Binary(b),
+        _ => Value::Str(String::new()),
+    }
+}
+
 /// The shared part of an object (see the module docs).
 pub struct ObjectCore {
     /// The hub settings, as 1C code set them.
@@ -231,13 +240,22 @@ impl ObjectCore {
         if let Some(id) = id {
             args.set_out(id, Value::from_count(ev.conn.unwrap_or(0)));
         }
-        let payload = match ev.kind {
-            EventKind::Text(t) => Value::Str(t),
-            EventKind::Binary(b) => Value::Binary(b),
-            _ => Value::Str(String::new()),
-        };
-        args.set_out(data, payload);
+        args.set_out(data, payload(ev.kind));
         Ok(Value::Bool(true))
+    }
+
+    /// `ПринятьОт(ИДКлиента, Таймаут, Данные)` on the server: the next message of connection
+    /// `id` into `Данные` (as [`ObjectCore::call`]'s `Принять`), leaving every other event
+    /// queued in order; `False` with `""` after the timeout, or at once when nothing of `id`
+    /// is queued and `live()` says it can deliver nothing more (ended, or never existed).
+    pub fn receive_from(&self, id: u64, args: &mut Args, live: impl Fn() -> bool) -> Result<Value> {
+        let wait = wait_of(args.get(1))?;
+        let (found, payload) = match self.hub.receive_from(id, wait, live) {
+            Some(ev) => (true, payload(ev.kind)),
+            None => (false, Value::Str(String::new())),
+        };
+        args.set_out(2, payload);
+        Ok(Value::Bool(found))
     }
 
     /// The next event's JSON header and payload.

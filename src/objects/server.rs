@@ -337,6 +337,19 @@ impl Server {
             .ok_or(Error::Server(ServerError::NoConnection { id }))
     }
 
+    /// `СписокСоединений`: the open connections (as `Соединения`: not those `Отключить`
+    /// claimed) as a JSON array, by id.
+    fn connection_list(&self) -> String {
+        let list: Vec<serde_json::Value> = self
+            .conns()
+            .map(|c| c.list())
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.list_entry())
+            .collect();
+        serde_json::Value::Array(list).to_string()
+    }
+
     fn configure(&mut self, text: &str) -> Result<Value> {
         if self.run.is_some() {
             return Err(Error::Server(ServerError::ConfigureWhileRunning));
@@ -413,7 +426,7 @@ impl Object for Server {
                 run.map(|r| r.ctx.conns.list())
                     .unwrap_or_default()
                     .iter()
-                    .map(|e| format!("{}: {}", e.id, e.addr))
+                    .map(|e| format!("{}: {}", e.id, e.address))
                     .collect::<Vec<_>>()
                     .join(" | "),
             ),
@@ -450,6 +463,12 @@ impl Object for Server {
                 Ok(self.disconnect(core, client_id(args.get(0))?, args.number(1), args.str(2)))
             }
             MethodId::ConnectionInfo => self.connection_info(client_id(args.get(0))?),
+            MethodId::ReceiveFrom => {
+                let id = client_id(args.get(0))?;
+                let conns = self.conns().cloned();
+                core.receive_from(id, args, || conns.as_ref().is_some_and(|c| c.present(id)))
+            }
+            MethodId::ConnectionList => Ok(Value::Str(self.connection_list())),
             MethodId::Configure => self.configure(args.str(0)),
             _ => Err(Error::NotImplemented { member: m.names }),
         }
