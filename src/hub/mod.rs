@@ -166,6 +166,10 @@ struct Inner {
     closed: bool,
     /// 1C threads blocked in a receive.
     readers: usize,
+    /// The pusher waits on `pushable`: only then does a producer notify it (a condvar
+    /// notify is a `futex` system call even with nobody waiting, and a busy pusher takes
+    /// what arrived in its next batch anyway).
+    pusher_idle: bool,
 }
 
 /// One object's dispatch point (see the module docs).
@@ -208,6 +212,7 @@ impl Hub {
                 active: 0,
                 closed: false,
                 readers: 0,
+                pusher_idle: false,
             }),
             readable: Condvar::new(),
             pushable: Condvar::new(),
@@ -400,7 +405,7 @@ impl Hub {
             pulled += usize::from(to_pull);
             pushed += usize::from(to_push);
         }
-        if pushed > 0 {
+        if pushed > 0 && g.pusher_idle {
             self.pushable.notify_one();
         }
         if pulled > 0 && g.readers > 0 {

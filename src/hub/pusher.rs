@@ -119,6 +119,7 @@ fn run(hub: &Hub) {
                     batch.extend(g.push.drain(..n));
                     break (sink, g.source.clone());
                 }
+                g.pusher_idle = true;
                 g = match Hub::window_deadline(&g) {
                     Some(d) => {
                         hub.pushable
@@ -128,6 +129,7 @@ fn run(hub: &Hub) {
                     }
                     None => hub.pushable.wait(g).unwrap_or_else(|e| e.into_inner()),
                 };
+                g.pusher_idle = false;
             }
         };
         // (item, outcome) in order, settled under the lock below.

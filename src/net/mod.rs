@@ -11,11 +11,11 @@ pub mod server;
 pub mod stream;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use crate::net::options::Limits;
@@ -62,8 +62,8 @@ pub enum Queued {
 }
 
 /// A connection's send queue as the object holds it: bounded in messages (the channel,
-/// `send_queue`) and in bytes (`send_queue_bytes`: permits of a semaphore, one per byte,
-/// taken by `Отправить` and given back by the writer once the message is written).
+/// `send_queue`) and in bytes (`send_queue_bytes`: a byte count that `Отправить` charges and
+/// the writer gives back once the message is written).
 ///
 /// Why bytes too: a count alone lets one peer that stops reading hold `send_queue` messages
 /// of any size (1,024 × 1 MiB = 1 GiB) in the 1C process.
@@ -74,13 +74,28 @@ pub struct SendQueue {
 }
 
 /// The byte bound of a [`SendQueue`], shared with its writer.
+///
+/// Why not a semaphore: the usual message finds room, and tokio's `Semaphore::add_permits`
+/// takes its waiter lock on every release, so the writer paid a lock per message for a wait
+/// that almost never happens. Here charging is one compare-and-swap, giving back one
+/// subtraction, and the [`Notify`] is touched only while someone waits.
 #[derive(Clone)]
 pub struct ByteBudget {
-    permits: Arc<Semaphore>,
+    bytes: Arc<Bytes>,
     max: usize,
+}
+
+/// The shared state of a [`ByteBudget`].
+#[derive(Default)]
+struct Bytes {
+    /// Bytes queued and not yet written.
+    used: AtomicUsize,
+    /// Callers waiting for room (the writer wakes them only when this is not 0).
+    waiters: AtomicUsize,
+    freed: Notify,
     /// Set once more than [`HEAVY`] bytes were queued at a time: the connection's end then
     /// gives the freed memory back to the system ([`crate::runtime::trim_memory`]).
-    heavy: Arc<AtomicBool>,
+    heavy: AtomicBool,
 }
 
 /// Queued bytes above which a connection's end trims the heap.
@@ -89,44 +104,97 @@ const HEAVY: usize = 4 << 20;
 impl ByteBudget {
     /// What `cmd` takes of the budget: its payload, at most the whole budget (a message
     /// larger than the bound waits for an empty queue instead of never fitting).
-    fn charge(&self, cmd: &Command) -> u32 {
+    fn charge(&self, cmd: &Command) -> usize {
         match cmd {
-            Command::Send(m) if cmd.is_message() => m.len().min(self.max) as u32,
+            Command::Send(m) if cmd.is_message() => m.len().min(self.max),
             _ => 0,
+        }
+    }
+
+    /// Takes `n` bytes if they fit now.
+    fn try_take(&self, n: usize) -> bool {
+        if n == 0 {
+            return true;
+        }
+        let used = &self.bytes.used;
+        let mut now = used.load(Ordering::Relaxed);
+        loop {
+            if now + n > self.max {
+                return false;
+            }
+            match used.compare_exchange_weak(now, now + n, Ordering::SeqCst, Ordering::Relaxed) {
+                Ok(_) => {
+                    if now + n > HEAVY && !self.bytes.heavy.load(Ordering::Relaxed) {
+                        self.bytes.heavy.store(true, Ordering::Relaxed);
+                    }
+                    return true;
+                }
+                Err(current) => now = current,
+            }
+        }
+    }
+
+    /// Takes `n` bytes, waiting for the writer to free them.
+    ///
+    /// Why no wake-up is lost: the waiter registers (`waiters`, then an enabled
+    /// `Notified`) before it looks again, and the writer subtracts before it looks at
+    /// `waiters`, all sequentially consistent: either the writer sees the waiter and
+    /// notifies it, or the waiter's second look sees the freed bytes.
+    async fn take(&self, n: usize) {
+        if self.try_take(n) {
+            return;
+        }
+        let b = &self.bytes;
+        b.waiters.fetch_add(1, Ordering::SeqCst);
+        let _done = WaiterGuard(&b.waiters);
+        loop {
+            let freed = b.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.try_take(n) {
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    /// Gives back `n` bytes.
+    fn give(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.bytes.used.fetch_sub(n, Ordering::SeqCst);
+        if self.bytes.waiters.load(Ordering::SeqCst) > 0 {
+            self.bytes.freed.notify_waiters();
         }
     }
 
     /// Whether more than [`HEAVY`] bytes were ever queued at a time.
     pub fn was_heavy(&self) -> bool {
-        self.heavy.load(Ordering::Relaxed)
-    }
-
-    /// Notes a queue that holds more than [`HEAVY`] bytes (one load while it does not).
-    fn note_depth(&self) {
-        if self.max - self.permits.available_permits().min(self.max) > HEAVY
-            && !self.heavy.load(Ordering::Relaxed)
-        {
-            self.heavy.store(true, Ordering::Relaxed);
-        }
+        self.bytes.heavy.load(Ordering::Relaxed)
     }
 
     /// Gives back what `cmd` took (the writer, once it is written).
     pub fn release(&self, cmd: &Command) {
-        let n = self.charge(cmd);
-        if n > 0 {
-            self.permits.add_permits(n as usize);
-        }
+        self.give(self.charge(cmd));
+    }
+}
+
+/// Counts a waiter out however its wait ends (taken, or dropped at the timeout).
+struct WaiterGuard<'a>(&'a AtomicUsize);
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 /// A send queue of `limits` and the receiving end for the connection's writer.
 pub fn send_queue(limits: &Limits) -> (SendQueue, mpsc::Receiver<Command>) {
     let (tx, rx) = mpsc::channel(limits.send_queue);
-    let max = limits.send_queue_bytes;
     let budget = ByteBudget {
-        permits: Arc::new(Semaphore::new(max)),
-        max,
-        heavy: Arc::default(),
+        bytes: Arc::default(),
+        max: limits.send_queue_bytes,
     };
     (SendQueue { tx, budget }, rx)
 }
@@ -140,13 +208,12 @@ impl SendQueue {
     /// Queues `cmd` at once if there is room (in messages and bytes), else not at all.
     pub fn try_queue(&self, cmd: Command) -> Queued {
         let n = self.budget.charge(&cmd);
-        let Ok(permit) = self.budget.permits.try_acquire_many(n) else {
+        if !self.budget.try_take(n) {
             return Queued::Full;
-        };
-        permit.forget();
+        }
         let queued = offer(&self.tx, cmd).unwrap_or(Queued::Full);
         if queued != Queued::Yes {
-            self.budget.permits.add_permits(n as usize);
+            self.budget.give(n);
         }
         queued
     }
@@ -162,15 +229,14 @@ impl SendQueue {
             d.saturating_duration_since(Instant::now())
         };
         let n = self.budget.charge(&cmd);
-        match self.budget.permits.try_acquire_many(n) {
-            Ok(p) => p.forget(),
-            Err(_) => {
-                let permits = &self.budget.permits;
-                match engine.block_on_timeout(left(), permits.acquire_many(n)) {
-                    Some(Ok(p)) => p.forget(),
-                    Some(Err(_)) => return Queued::Closed,
-                    None => return Queued::Full,
-                }
+        if !self.budget.try_take(n) {
+            let budget = &self.budget;
+            if engine.block_on_timeout(left(), budget.take(n)).is_none() {
+                return if self.tx.is_closed() {
+                    Queued::Closed
+                } else {
+                    Queued::Full
+                };
             }
         }
         let queued = match offer(&self.tx, cmd) {
@@ -178,9 +244,7 @@ impl SendQueue {
             Err(cmd) => self.wait_for_slot(engine, cmd, left()),
         };
         if queued != Queued::Yes {
-            self.budget.permits.add_permits(n as usize);
-        } else {
-            self.budget.note_depth();
+            self.budget.give(n);
         }
         queued
     }

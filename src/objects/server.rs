@@ -116,7 +116,20 @@ impl Server {
                 }));
             }
             core.engine()?;
-            return self.attach_persistent(core, p);
+            match p.attachment.claim() {
+                Claim::Taken => {
+                    self.use_persistent(core, p);
+                    return Ok(Value::Bool(true));
+                }
+                Claim::InUse => {
+                    return Err(Error::Server(ServerError::PersistentInUse {
+                        name: p.name.clone(),
+                    }));
+                }
+                // It expired since the lookup: gone once swept (its port freed on this
+                // thread), and a new one starts below.
+                Claim::Expired => SERVERS.sweep(),
+            }
         }
         let (cert, key_or_password, password) = (args.str(2), args.str(3), args.str(4));
         let log = Arc::new(match &self.options.log {
@@ -200,19 +213,8 @@ impl Server {
         Ok(Value::Bool(true))
     }
 
-    /// Attaches to persistent server `p`, unless another object holds it (one object at a
-    /// time, so no two objects ever split its events or disagree on its state).
-    fn attach_persistent(&mut self, core: &mut ObjectCore, p: Arc<Persistent>) -> Result<Value> {
-        if p.attachment.claim() != Claim::Taken {
-            return Err(Error::Server(ServerError::PersistentInUse {
-                name: p.name.clone(),
-            }));
-        }
-        self.use_persistent(core, p);
-        Ok(Value::Bool(true))
-    }
-
-    /// Uses persistent server `p`, held by this object: its hub (with what arrived
+    /// Uses persistent server `p`, held by this object (one object at a time, so no two
+    /// objects ever split its events or disagree on its state): its hub (with what arrived
     /// meanwhile) becomes this object's, and this object's platform receives its pushed
     /// events.
     fn use_persistent(&mut self, core: &mut ObjectCore, p: Arc<Persistent>) {
