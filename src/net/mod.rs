@@ -275,3 +275,72 @@ fn offer(tx: &mpsc::Sender<Command>, cmd: Command) -> Result<Queued, Command> {
         Err(TrySendError::Full(cmd)) => Err(cmd),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::Message;
+
+    fn budget(max: usize) -> ByteBudget {
+        ByteBudget {
+            bytes: Arc::default(),
+            max,
+        }
+    }
+
+    fn text(n: usize) -> Command {
+        Command::Send(Message::text("x".repeat(n)))
+    }
+
+    #[test]
+    fn the_byte_count_bounds_and_an_oversized_message_takes_the_whole_budget() {
+        let b = budget(100);
+        assert!(b.try_take(60));
+        assert!(!b.try_take(41), "60 + 41 > 100");
+        assert!(b.try_take(40));
+        b.give(100);
+        assert_eq!(
+            b.charge(&text(1000)),
+            100,
+            "charged at most the whole budget"
+        );
+        assert_eq!(b.charge(&Command::Close(1000, String::new())), 0);
+        assert!(b.try_take(b.charge(&text(1000))));
+        assert!(!b.try_take(1), "an oversized message fills the budget");
+        b.release(&text(1000));
+        assert!(b.try_take(1));
+        assert!(!b.was_heavy());
+        let big = budget(16 << 20);
+        assert!(big.try_take(HEAVY + 1));
+        assert!(big.was_heavy());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_is_woken_by_the_bytes_the_writer_gives_back() {
+        let b = budget(10);
+        assert!(b.try_take(10));
+        let waiter = {
+            let b = b.clone();
+            tokio::spawn(async move { b.take(4).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "no room yet");
+        assert_eq!(b.bytes.waiters.load(Ordering::SeqCst), 1);
+        // Freed in steps smaller than what the waiter needs: it takes them once enough.
+        b.give(2);
+        b.give(2);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert_eq!(b.bytes.used.load(Ordering::SeqCst), 10);
+        assert_eq!(b.bytes.waiters.load(Ordering::SeqCst), 0);
+        // A wait that times out counts itself out.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), b.take(1))
+                .await
+                .is_err()
+        );
+        assert_eq!(b.bytes.waiters.load(Ordering::SeqCst), 0);
+    }
+}
