@@ -27,6 +27,9 @@ use crate::platform::Emit;
 /// Events taken from the queue per lock.
 const BATCH: usize = 64;
 
+/// How long an idle pusher looks for new events before it sleeps.
+const PUSH_SPIN: Duration = Duration::from_micros(50);
+
 /// The running pusher thread of one hub.
 pub struct Pusher {
     hub: Arc<Hub>,
@@ -104,6 +107,7 @@ impl Drop for Pusher {
 fn run(hub: &Hub) {
     let mut batch: Vec<Push> = Vec::with_capacity(BATCH);
     loop {
+        let mut spin_end = None;
         let (sink, source) = {
             let mut g = hub.lock();
             loop {
@@ -118,6 +122,16 @@ fn run(hub: &Hub) {
                     let n = g.push.len().min(BATCH);
                     batch.extend(g.push.drain(..n));
                     break (sink, g.source.clone());
+                }
+                // Why spin first: under a steady stream the next event is microseconds away,
+                // and sleeping on the condvar costs a futex wake-up (a system call on the
+                // producer's side too) per batch. Yielding lets a producer sharing this core
+                // run meanwhile; after `PUSH_SPIN` of nothing the thread sleeps.
+                if g.sink.is_some() && now < *spin_end.get_or_insert(now + PUSH_SPIN) {
+                    drop(g);
+                    std::thread::yield_now();
+                    g = hub.lock();
+                    continue;
                 }
                 g.pusher_idle = true;
                 g = match Hub::window_deadline(&g) {

@@ -417,6 +417,9 @@ impl Writer {
         } = self;
         let period = ping_interval.unwrap_or(Duration::from_secs(100 * 365 * 86_400));
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        // A busy writer does not look at the ticker; ticks missed meanwhile give one ping, not
+        // a burst.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // One waiter registration for the connection's life, not one per batch.
         let cancelled = token.cancelled();
         tokio::pin!(cancelled);
@@ -424,32 +427,49 @@ impl Writer {
         tokio::pin!(drained);
         let mut draining = false;
         loop {
-            let first = tokio::select! {
-                biased;
-                _ = &mut cancelled => break,
-                // Done() or Stop(): nothing new can be queued; what is queued goes out (the
-                // loop goes on until the queue is empty), then the 1001 below.
-                _ = &mut drained, if !draining => {
-                    draining = true;
-                    commands.close();
-                    continue;
+            // A command already queued goes first, without polling the tokens and the
+            // ticker: polling a waiting `cancelled()` future takes its notifier's lock, and a
+            // busy writer would pay that per batch. Idle, it waits on all of them. (A hard
+            // cancel still cuts a batch short below; a drain is seen once the queue is
+            // empty, which it soon is: nothing new is queued during `Done()`.)
+            let queued = if draining {
+                None
+            } else {
+                commands.try_recv().ok()
+            };
+            let first = if let Some(cmd) = queued {
+                Some(cmd)
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = &mut cancelled => break,
+                    // Done() or Stop(): nothing new can be queued; what is queued goes out (the
+                    // loop goes on until the queue is empty), then the 1001 below.
+                    _ = &mut drained, if !draining => {
+                        draining = true;
+                        commands.close();
+                        continue;
+                    }
+                    _ = ticks.tick(), if !draining => {
+                        Some(Command::Send(Message::Ping(Vec::new().into())))
+                    }
+                    c = commands.recv() => c,
                 }
-                _ = ticks.tick(), if !draining => {
-                    Some(Command::Send(Message::Ping(Vec::new().into())))
-                }
-                c = commands.recv() => c,
             };
             let Some(mut cmd) = first else { break };
             // Messages of this batch not yet known to be written: if the batch fails or is
             // cut short, they count as unsent.
             let mut in_batch = 0u64;
+            // Bytes of the send queue's bound this batch frees, given back once at its end:
+            // one atomic operation per batch, not one per message.
+            let mut freed = 0usize;
             // Feed everything already queued, then flush once. A peer that stops reading
             // blocks these writes for good: the token cuts them short.
             let batch = async {
                 let mut fed = 0usize;
                 let mut yielded = false;
                 loop {
-                    budget.release(&cmd);
+                    freed += budget.charge(&cmd);
                     let r = match cmd {
                         Command::Send(m) => {
                             if !m.is_ping() {
@@ -494,6 +514,7 @@ impl Writer {
                 _ = &mut cancelled => None,
                 r = batch => Some(r),
             };
+            budget.give(freed);
             match result {
                 Some(Ok(())) => {}
                 None => {
