@@ -178,27 +178,31 @@ pub static SERVERS: Registry<Persistent> = Registry::new();
 /// The persistent clients.
 pub static CLIENTS: Registry<PersistentClient> = Registry::new();
 
-/// One persistent server.
-pub struct Persistent {
+/// One persistent entry: what servers and clients share (name, runtime side, hub and
+/// pusher, who holds it), plus `kind`, what is their own (read through `Deref`).
+pub struct Entry<K> {
     /// Its name (`persistent.name`).
     pub name: String,
-    /// The interface it listens on.
-    pub interface: String,
-    /// The port it listens on.
-    pub port: u16,
-    /// Its runtime side (its own lease, token and tracker).
+    /// Its runtime side (its own lease, tokens and tracker).
     pub engine: Engine,
     /// Its hub: events wait here while no object is attached.
     pub hub: Arc<Hub>,
-    /// The pusher of `hub` (stopped when the server is dropped; `shut` closes the hub).
+    /// The pusher of `hub` (stopped when the entry is dropped; `shut` closes the hub).
     pub pusher: Pusher,
-    /// The accept loop's context.
-    pub ctx: Arc<ServerRun>,
     /// Which object holds it.
     pub attachment: Arc<Attachment>,
+    /// The server's or the client's part.
+    pub kind: K,
 }
 
-impl Lasting for Persistent {
+impl<K> std::ops::Deref for Entry<K> {
+    type Target = K;
+    fn deref(&self) -> &K {
+        &self.kind
+    }
+}
+
+impl<K: Send + Sync + 'static> Lasting for Entry<K> {
     fn name(&self) -> &str {
         &self.name
     }
@@ -211,48 +215,42 @@ impl Lasting for Persistent {
     }
 }
 
-/// One persistent client: the connection task (with its reconnection policy and its send
-/// queue) runs on the entry's engine and publishes to the entry's hub, so neither ends
-/// with the object. A connection that has ended (closed by the server without `reconnect`,
-/// or reconnection gave up) is dialled again, into the same hub, by the next `Подключиться`.
-pub struct PersistentClient {
-    /// Its name (`persistent.name`).
-    pub name: String,
-    /// The address as 1C code passed it: the next object must pass the same.
-    pub url: String,
-    /// Its runtime side (its own lease, tokens and tracker).
-    pub engine: Engine,
-    /// The connection task's tracker (the expiry task is not in it).
-    pub tracker: TaskTracker,
-    /// Its hub: events wait here while no object is attached.
-    pub hub: Arc<Hub>,
-    /// The pusher of `hub`.
-    pub pusher: Pusher,
-    /// The current connection (`None` only before the first dial).
-    pub link: Mutex<Option<Link>>,
-    /// Which object holds it.
-    pub attachment: Arc<Attachment>,
+/// A persistent server's own part.
+pub struct ServerPart {
+    /// The interface it listens on.
+    pub interface: String,
+    /// The port it listens on.
+    pub port: u16,
+    /// The accept loop's context.
+    pub ctx: Arc<ServerRun>,
 }
 
-impl PersistentClient {
+/// One persistent server.
+pub type Persistent = Entry<ServerPart>;
+
+/// A persistent client's own part: the connection task (with its reconnection policy and
+/// its send queue) runs on the entry's engine and publishes to the entry's hub, so neither
+/// ends with the object. A connection that has ended (closed by the server without
+/// `reconnect`, or reconnection gave up) is dialled again, into the same hub, by the next
+/// `Подключиться`.
+pub struct ClientPart {
+    /// The address as 1C code passed it: the next object must pass the same.
+    pub url: String,
+    /// The connection task's tracker (the expiry task is not in it).
+    pub tracker: TaskTracker,
+    /// The current connection (`None` only before the first dial).
+    pub link: Mutex<Option<Link>>,
+}
+
+impl ClientPart {
     /// The current connection.
     pub fn link(&self) -> Option<Link> {
         self.link.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
-impl Lasting for PersistentClient {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn attachment(&self) -> &Attachment {
-        &self.attachment
-    }
-    fn shut(&self, wait: Duration) {
-        self.hub.close();
-        self.engine.shutdown(wait);
-    }
-}
+/// One persistent client.
+pub type PersistentClient = Entry<ClientPart>;
 
 /// How an expiry ends an entry's tasks: drain (queued messages go out, connections close
 /// with 1001), then cancel what is left after `bound`.

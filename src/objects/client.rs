@@ -23,7 +23,9 @@ use crate::net::client::{
 use crate::net::options::{ClientOptions, PersistentOptions};
 use crate::net::{Command, Queued, send_queue};
 use crate::objects::{Args, Object, ObjectCore, close_code};
-use crate::persistent::{self, Attachment, CLIENTS, Claim, Ending, Lasting, PersistentClient};
+use crate::persistent::{
+    self, Attachment, CLIENTS, Claim, ClientPart, Ending, Lasting, PersistentClient,
+};
 use crate::registry::{CLIENT, Members, MethodDef, MethodId, PropDef, PropId};
 use crate::runtime::Engine;
 use crate::value::Value;
@@ -361,13 +363,15 @@ fn new_entry(
     }
     let p = Arc::new(PersistentClient {
         name: po.name.clone(),
-        url: target.url.clone(),
         engine,
-        tracker,
         hub,
         pusher,
-        link: Mutex::new(None),
         attachment,
+        kind: ClientPart {
+            url: target.url.clone(),
+            tracker,
+            link: Mutex::new(None),
+        },
     });
     CLIENTS.insert(p.clone());
     Ok(p)

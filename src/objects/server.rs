@@ -19,7 +19,9 @@ use crate::log::{Level, Log};
 use crate::net::server::{Connections, ServerOptions, ServerRun, accept_loop};
 use crate::net::{Command, Queued};
 use crate::objects::{Args, Object, ObjectCore, close_code};
-use crate::persistent::{self, Attachment, Claim, Ending, Lasting, Persistent, SERVERS};
+use crate::persistent::{
+    self, Attachment, Claim, Ending, Lasting, Persistent, SERVERS, ServerPart,
+};
 use crate::registry::{Members, MethodDef, MethodId, PropDef, PropId, SERVER};
 use crate::runtime::Engine;
 use crate::tls;
@@ -200,13 +202,15 @@ impl Server {
         }
         let p = Arc::new(Persistent {
             name: po.name,
-            interface,
-            port: bound,
             engine,
             pusher,
             hub,
-            ctx,
             attachment,
+            kind: ServerPart {
+                interface,
+                port: bound,
+                ctx,
+            },
         });
         SERVERS.insert(p.clone());
         self.use_persistent(core, p);
