@@ -345,23 +345,23 @@ const TEST_PROPS: [PropDef; 2] = [
 ];
 
 /// Methods of `AddIn.WebSocket.Client`.
+/// `Подключиться` and `НачатьПодключение` take the same.
+const CONNECT_PARAMS: &[ParamDef] = &[
+    req("Адрес", "Url", Str),
+    opt("Параметры", "Options", Str, S("")),
+];
+
 const CLIENT_METHODS: [MethodDef; 9] = [
     method(
         MethodId::Connect,
         n("Подключиться", "Connect"),
-        &[
-            req("Адрес", "Url", Str),
-            opt("Параметры", "Options", Str, S("")),
-        ],
+        CONNECT_PARAMS,
         true,
     ),
     method(
         MethodId::BeginConnect,
         n("НачатьПодключение", "BeginConnect"),
-        &[
-            req("Адрес", "Url", Str),
-            opt("Параметры", "Options", Str, S("")),
-        ],
+        CONNECT_PARAMS,
         false,
     ),
     method(
