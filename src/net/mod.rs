@@ -8,6 +8,7 @@ pub mod forwarded;
 pub mod options;
 pub mod proxy;
 pub mod server;
+pub mod socketio;
 pub mod stream;
 
 use std::sync::Arc;
