@@ -48,7 +48,7 @@ fi
 export WS1C_PYTHON="$root/.venv/bin/python"
 export WS1C_KOSOKU="$root/.venv/bin/kosoku"
 # Node `ws` and playwright-core (which drives Debian's Chromium; it never downloads a browser).
-if [ ! -d tests/peers/node/node_modules/ws ] || [ ! -d tests/peers/node/node_modules/playwright-core ]; then
+if [ ! -d tests/peers/node/node_modules/ws ] || [ ! -d tests/peers/node/node_modules/playwright-core ] || [ ! -d tests/peers/node/node_modules/socket.io ]; then
     (cd tests/peers/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 cargo --version; g++ --version | head -1; valgrind --version

@@ -8,6 +8,7 @@ pub mod forwarded;
 pub mod options;
 pub mod proxy;
 pub mod server;
+pub mod sio_client;
 pub mod socketio;
 pub mod stream;
 
