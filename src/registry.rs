@@ -551,7 +551,7 @@ const AS_JSON: ParamDef = opt(
 );
 
 /// Methods of `AddIn.WebSocket.SocketIO`: ROM-SocketIO's, then ours.
-const SOCKETIO_METHODS: [MethodDef; 12] = [
+const SOCKETIO_METHODS: [MethodDef; 13] = [
     method(
         MethodId::Connect,
         n("Подключиться", "Connect"),
@@ -560,6 +560,15 @@ const SOCKETIO_METHODS: [MethodDef; 12] = [
             opt("Параметры", "Options", Str, S("")),
         ],
         true,
+    ),
+    method(
+        MethodId::BeginConnect,
+        n("НачатьПодключение", "BeginConnect"),
+        &[
+            req("URI", "URI", Str),
+            opt("Параметры", "Options", Str, S("")),
+        ],
+        false,
     ),
     method(
         MethodId::Disconnect,

@@ -6,20 +6,12 @@
 
 mod common;
 
-use std::io::BufRead;
-use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+use common::sio::SioPeer;
 use common::{TestPki, create, create_with, finish, s, wait_until};
 use serde_json::{Value as Json, json};
 use ws1c_host::{HostOptions, Obj, Var};
-
-/// The socket.io server process; killed on drop.
-struct SioPeer {
-    child: std::process::Child,
-    port: u16,
-    lines: Receiver<Json>,
-}
 
 const OPEN: (&str, &str) = (
     r#"{"Event": "Connection","State": "Open"}"#,
@@ -33,70 +25,6 @@ const FAIL: (&str, &str) = (
     r#"{"Event": "Connection","State": "Fail"}"#,
     r#"{"Connection": "Fail"}"#,
 );
-
-impl SioPeer {
-    fn start(env: &[(&str, &str)]) -> SioPeer {
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/node/sio-server.js");
-        let mut child = std::process::Command::new("node")
-            .arg(script)
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("node (scripts/test.sh installs socket.io into tests/peers/node)");
-        let out = child.stdout.take().expect("stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Json>(&line)
-                    && tx.send(v).is_err()
-                {
-                    break;
-                }
-            }
-        });
-        let first = lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the socket.io server did not start");
-        let port = first["port"].as_u64().expect("port line") as u16;
-        SioPeer { child, port, lines }
-    }
-
-    fn url(&self, nsp: &str) -> String {
-        format!("ws://127.0.0.1:{}{nsp}", self.port)
-    }
-
-    /// The next line the server printed that `pred` accepts (others are skipped).
-    fn expect(&self, what: &str, pred: impl Fn(&Json) -> bool) -> Json {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) if pred(&v) => return v,
-                Ok(_) => {}
-                Err(_) => panic!("the server never printed {what}"),
-            }
-        }
-    }
-
-    fn connected(&self, nsp: &str) -> Json {
-        self.expect("a connection", |v| {
-            v["connected"].is_string() && v["nsp"] == nsp
-        })
-    }
-
-    fn received(&self, event: &str) -> Json {
-        self.expect(event, |v| v["event"] == event)
-    }
-}
-
-impl Drop for SioPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn call(o: &Obj, m: &str, args: &[Var]) -> Var {
     let mut a = args.to_vec();
@@ -644,5 +572,64 @@ fn pull_mode_on_the_1c_server() {
     wait_until(Duration::from_secs(1), "nothing pushed", || {
         o.conn().take_events().is_empty()
     });
+    finish(o);
+}
+
+/// python-socketio (aiohttp), a second independent server: session id, events, acks and
+/// binary both ways, heartbeat (it pings every second), server disconnect.
+#[test]
+fn python_socketio_server() {
+    let peer = SioPeer::python();
+    let o = create("SocketIO");
+    pull_mode(&o);
+    call(&o, "Подписаться", &[s("echo")]);
+    call(&o, "Подписаться", &[s("question")]);
+    assert!(connect(&o, &peer.url(""), r#"{"auth": {"user": "1С"}}"#));
+    let c = peer.connected("/");
+    assert_eq!(c["auth"], json!({"user": "1С"}));
+    assert_eq!(
+        o.get("ИДСессии").unwrap(),
+        s(c["connected"].as_str().unwrap())
+    );
+    assert_eq!(pulled(&o), (OPEN.0.into(), OPEN.1.into()));
+    // Two heartbeats of the server's pass: we answered them.
+    std::thread::sleep(Duration::from_millis(2500));
+    call(&o, "Отправить", &[s("echo"), s("Привет мир!")]);
+    assert_eq!(peer.received("echo")["args"], json!(["Привет мир!"]));
+    assert_eq!(
+        pulled(&o),
+        (
+            r#"{"Event": "Message","Namespace": "/","Name": "echo","Type": "String"}"#.into(),
+            r#"["echo","Привет мир!"]"#.into()
+        )
+    );
+    call(&o, "Отправить", &[s("echo"), Var::Blob(vec![1, 2, 3])]);
+    assert_eq!(peer.received("echo")["args"], json!([{"bin": "AQID"}]));
+    assert_eq!(
+        pulled(&o).1,
+        r#"["echo",{"_placeholder":true,"num":0,"base64":"AQID"}]"#
+    );
+    assert_eq!(call(&o, "ПолучитьВложение", &[]), Var::Blob(vec![1, 2, 3]));
+    let r = call(&o, "ОтправитьИЖдать", &[s("ack"), s("py")]);
+    assert_eq!(r, s(r#"[{"got":["py"]}]"#));
+    call(&o, "Отправить", &[s("ask")]);
+    let (h, data) = pulled(&o);
+    assert_eq!(data, r#"["question","ответ?"]"#);
+    let hv: Json = serde_json::from_str(&h).unwrap();
+    call(
+        &o,
+        "Подтвердить",
+        &[Var::I8(hv["Ack"].as_i64().unwrap()), s("да")],
+    );
+    assert_eq!(
+        peer.expect("the answer", |v| v["answer"].is_array())["answer"],
+        json!(["да"])
+    );
+    call(&o, "Отправить", &[s("kick")]);
+    assert_eq!(pulled(&o), (CLOSE.0.into(), CLOSE.1.into()));
+    assert_eq!(
+        o.get("ПричинаОтключения").unwrap(),
+        s("io server disconnect")
+    );
     finish(o);
 }

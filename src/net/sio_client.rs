@@ -322,14 +322,21 @@ pub async fn run(task: SioTask) {
             attempt = 0;
             ever_joined = true;
         }
-        if let Some(r) = ready.take() {
-            let _ = r.send(false);
-        }
+        // The status is settled before a waiting `Подключиться` returns.
+        let settle = |status: i32, ready: &mut Option<SyncSender<bool>>| {
+            shared.status.store(status, Ordering::SeqCst);
+            if let Some(r) = ready.take() {
+                let _ = r.send(false);
+            }
+        };
         match end {
-            SessionEnd::Cancelled => break,
+            SessionEnd::Cancelled => {
+                settle(shared.status.load(Ordering::SeqCst), &mut ready);
+                break;
+            }
             SessionEnd::Closed(why) => {
                 SioState::set(&shared.reason, why);
-                shared.status.store(STATUS_IDLE, Ordering::SeqCst);
+                settle(STATUS_IDLE, &mut ready);
                 hub.publish(close_event(), &token).await;
                 break;
             }
@@ -346,7 +353,7 @@ pub async fn run(task: SioTask) {
                     && !stopped
                     && (limit == 0 || attempt < limit);
                 if attempt == 0 || !again {
-                    shared.status.store(STATUS_ERROR, Ordering::SeqCst);
+                    settle(STATUS_ERROR, &mut ready);
                     hub.publish(fail_event(), &token).await;
                 }
                 if !again {
@@ -826,7 +833,7 @@ impl Session<'_> {
             if binary {
                 sio::with_base64(&d, bins).unwrap_or(d)
             } else {
-                d
+                sio::unescaped(d)
             }
         };
         match p.kind {

@@ -251,6 +251,19 @@ pub fn event_name(data: &str) -> Option<String> {
     Some(name)
 }
 
+/// `data` with `\uXXXX` escapes written as the characters themselves (python-socketio
+/// escapes every non-ASCII character; Node does not): 1C code reads and compares the same
+/// text from every server. Data without escapes is returned as it came, without a parse.
+pub fn unescaped(data: String) -> String {
+    if !data.contains("\\u") {
+        return data;
+    }
+    match serde_json::from_str::<Json>(&data) {
+        Ok(v) => v.to_string(),
+        Err(_) => data,
+    }
+}
+
 /// Whether `data` is a JSON array (an ack's arguments).
 pub fn is_array(data: &str) -> bool {
     matches!(serde_json::from_str::<Json>(data), Ok(Json::Array(_)))
@@ -541,6 +554,18 @@ mod tests {
         // A placeholder with no attachment stays as it came.
         let d = with_base64(r#"[{"_placeholder":true,"num":5}]"#, &[]).unwrap();
         assert_eq!(d, r#"[{"_placeholder":true,"num":5}]"#);
+    }
+
+    #[test]
+    fn escaped_text_is_normalised() {
+        assert_eq!(
+            unescaped(r#"["echo","\u041f\u0440\u0438\u0432\u0435\u0442 \ud83d\ude00"]"#.into()),
+            r#"["echo","Привет 😀"]"#
+        );
+        let raw = r#"["a", {"b": "в"}]"#.to_owned();
+        assert_eq!(unescaped(raw.clone()), raw, "untouched without escapes");
+        // A NUL stays escaped: the strings go to the platform NUL-terminated.
+        assert_eq!(unescaped(r#"["\u0000я"]"#.into()), r#"["\u0000я"]"#);
     }
 
     #[test]

@@ -224,7 +224,15 @@ impl SocketIo {
     /// `Подключиться(URI, Параметры)`: waits until the namespace is joined or the connect
     /// failed (within `Таймаут`), returns which; the Open or Fail event follows either way,
     /// as ROM-SocketIO raises it. Only a wrong address or option raises.
-    fn connect(&mut self, core: &mut ObjectCore, uri: &str, options: &str) -> Result<Value> {
+    ///
+    /// With `wait` false (`НачатьПодключение`) it returns at once; the event says how it went.
+    fn connect(
+        &mut self,
+        core: &mut ObjectCore,
+        uri: &str,
+        options: &str,
+        wait: bool,
+    ) -> Result<Value> {
         match self.status() {
             STATUS_OPEN => return Err(Error::Client(ClientError::AlreadyConnected)),
             STATUS_CONNECTING => return Err(Error::Client(ClientError::Connecting)),
@@ -240,6 +248,7 @@ impl SocketIo {
         let shared = SioState::new();
         let (tx, rx) = send_queue(&options.limits);
         let (ready_tx, ready) = sync_channel(1);
+        let ready_tx = wait.then_some(ready_tx);
         let token = engine.token.child_token();
         hub.connection_started();
         let eio = so.eio;
@@ -254,7 +263,7 @@ impl SocketIo {
             subs: self.subs.clone(),
             commands: rx,
             budget: tx.budget(),
-            ready: Some(ready_tx),
+            ready: ready_tx,
             lang,
             token: token.clone(),
             drain: engine.drain.clone(),
@@ -270,6 +279,9 @@ impl SocketIo {
             eio,
         });
         self.url = uri.to_owned();
+        if !wait {
+            return Ok(Value::Empty);
+        }
         Ok(Value::Bool(ready.recv_timeout(bound).unwrap_or(false)))
     }
 
@@ -482,9 +494,9 @@ impl Object for SocketIo {
 
     fn call(&mut self, core: &mut ObjectCore, m: &MethodDef, args: &mut Args) -> Result<Value> {
         match m.id {
-            MethodId::Connect => {
+            MethodId::Connect | MethodId::BeginConnect => {
                 let (uri, options) = (args.str(0).to_owned(), args.str(1).to_owned());
-                self.connect(core, &uri, &options)
+                self.connect(core, &uri, &options, m.id == MethodId::Connect)
             }
             MethodId::Disconnect => {
                 self.disconnect(core);

@@ -11,6 +11,8 @@
 //   big n              -> emits "big" with a string of n "я"
 //   nested             -> emits "nested" with a nested object
 //   file               -> emits "file" with a Buffer [0,1,2,255] and {"name": "x.bin"}
+//   new message ...    -> broadcast "new message" to the namespace (the Socket.IO chat demo)
+//   ready              -> emits "order" {"id": 1, "sum": 100} with an ack; prints {"answer": [...]}
 //   kick               -> socket.disconnect(true) (the server ends the socket)
 //   die                -> the process exits at once (the server dies)
 'use strict';
@@ -60,6 +62,10 @@ function serve(nsp) {
         case 'big': socket.emit('big', 'я'.repeat(Number(args[0]))); break;
         case 'nested': socket.emit('nested', { a: [1, { b: 'в' }], c: null, d: 'кавычки "x"' }); break;
         case 'file': socket.emit('file', Buffer.from([0, 1, 2, 255]), { name: 'x.bin' }); break;
+        case 'new message': nsp.emit('new message', ...args); break;
+        case 'ready':
+          socket.emit('order', { id: 1, sum: 100 }, (...reply) => print({ answer: reply.map(show) }));
+          break;
         case 'kick': socket.disconnect(true); break;
         case 'die': process.exit(0); break;
       }
@@ -76,5 +82,8 @@ priv.use((socket, next) => {
   next(token === 's3cret' ? undefined : new Error('Not authorized'));
 });
 serve(priv);
+const orders = io.of('/orders');
+orders.use((socket, next) => next(socket.handshake.auth.token === 's3cret' ? undefined : new Error('Not authorized')));
+serve(orders);
 
 web.listen(Number(process.env.PORT || 0), '127.0.0.1', () => print({ port: web.address().port }));
