@@ -81,8 +81,8 @@ pub enum EventKind {
 /// attachments kept for `ПолучитьВложение` in pull mode.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SioEvent {
-    /// `Событие`.
-    pub header: String,
+    /// `Событие` (shared: events of one name have the same header).
+    pub header: std::sync::Arc<str>,
     /// `Данные`.
     pub data: String,
     /// The binary attachments of a binary event or ack, in order.
@@ -172,7 +172,7 @@ impl Event {
                     r#"{{"Event":"Message","Type":"Binary","Connection":{c},"Encoding":"base64"}}"#
                 );
             }
-            (EventKind::SocketIo(e), _) => return e.header.clone(),
+            (EventKind::SocketIo(e), _) => return e.header.to_string(),
             _ => {}
         }
         let fields: Vec<(&str, Json)> = match &self.kind {
@@ -227,13 +227,22 @@ impl Event {
                 ("DelayMs", json!(delay_ms)),
             ],
             EventKind::Pong(_) => vec![("Event", json!("Pong"))],
-            EventKind::SocketIo(e) => return e.header.clone(),
+            EventKind::SocketIo(e) => return e.header.to_string(),
         };
         let mut m = self.header_map(&fields);
         if self.base64_text() {
             m.insert("Encoding".into(), json!("base64"));
         }
         Json::Object(m).to_string()
+    }
+
+    /// The header, borrowed where the event holds it rendered (Socket.IO events): the pusher
+    /// hands it to the platform without a copy.
+    pub fn header_text(&self) -> Cow<'_, str> {
+        match &self.kind {
+            EventKind::SocketIo(e) => Cow::Borrowed(&e.header),
+            _ => Cow::Owned(self.header()),
+        }
     }
 
     /// The payload (`Данные`).

@@ -39,6 +39,8 @@ pub use crate::net::client::{
 #[derive(Default)]
 pub struct Subscriptions {
     names: RwLock<HashSet<String>>,
+    /// Bumped at every change: the connection task's [`NameCache`] is then stale.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Subscriptions {
@@ -64,7 +66,43 @@ impl Subscriptions {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<String>> {
-        self.names.write().unwrap_or_else(|e| e.into_inner())
+        let g = self.names.write().unwrap_or_else(|e| e.into_inner());
+        // Under the lock: a reader that saw the new generation sees the new set.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        g
+    }
+}
+
+/// The connection task's memo of the event names it has seen: delivered or not (for the
+/// subscriptions of `generation`), with the header of a plain event of that name. A server
+/// sends few names many times: one lookup per event instead of a lock, two hashes and a
+/// header built from parts.
+#[derive(Default)]
+struct NameCache {
+    generation: u64,
+    names: HashMap<String, Option<Arc<str>>>,
+}
+
+impl NameCache {
+    /// `Some(header)` if `name` is delivered.
+    fn get(&mut self, subs: &Subscriptions, nsp: &str, name: &str) -> Option<Arc<str>> {
+        let generation = subs.generation.load(Ordering::SeqCst);
+        if generation != self.generation {
+            self.names.clear();
+            self.generation = generation;
+        }
+        if let Some(e) = self.names.get(name) {
+            return e.clone();
+        }
+        let e = subs
+            .wants(name)
+            .then(|| message_header(nsp, name, None, false));
+        // Bounded: a server that invents names cannot grow it without end.
+        if self.names.len() >= 256 {
+            self.names.clear();
+        }
+        self.names.insert(name.to_owned(), e.clone());
+        e
     }
 }
 
@@ -157,7 +195,7 @@ fn connection(state: &str, extra: &[(&str, Json)]) -> Event {
     Event {
         conn: None,
         kind: EventKind::SocketIo(Box::new(SioEvent {
-            header: sio::rom(&h),
+            header: sio::rom(&h).into(),
             data: sio::rom(&[("Connection", json!(state))]),
             attachments: Vec::new(),
             message: false,
@@ -187,15 +225,10 @@ fn reconnecting_event(attempt: u32, delay_ms: u64) -> Event {
     )
 }
 
-/// A message event: ROM's four fields, then `"Ack": id` when the server asks for one.
-fn message_event(
-    nsp: &str,
-    name: &str,
-    id: Option<u64>,
-    data: String,
-    bins: Vec<Vec<u8>>,
-) -> Event {
-    let ty = if bins.is_empty() { "String" } else { "Binary" };
+/// A message event's header: ROM's four fields, then `"Ack": id` when the server asks for
+/// one.
+fn message_header(nsp: &str, name: &str, id: Option<u64>, binary: bool) -> Arc<str> {
+    let ty = if binary { "Binary" } else { "String" };
     let mut h = vec![
         ("Event", json!("Message")),
         ("Namespace", json!(nsp)),
@@ -205,7 +238,19 @@ fn message_event(
     if let Some(id) = id {
         h.push(("Ack", json!(id)));
     }
-    sio_event(sio::rom(&h), data, bins)
+    sio::rom(&h).into()
+}
+
+#[cfg(test)]
+fn message_event(
+    nsp: &str,
+    name: &str,
+    id: Option<u64>,
+    data: String,
+    bins: Vec<Vec<u8>>,
+) -> Event {
+    let header = message_header(nsp, name, id, !bins.is_empty());
+    sio_event(header, data, bins)
 }
 
 /// The server's answer to `ОтправитьСПодтверждением`.
@@ -217,10 +262,10 @@ fn ack_event(nsp: &str, id: u64, data: String, bins: Vec<Vec<u8>>) -> Event {
         ("Id", json!(id)),
         ("Type", json!(ty)),
     ];
-    sio_event(sio::rom(&h), data, bins)
+    sio_event(sio::rom(&h).into(), data, bins)
 }
 
-fn sio_event(header: String, data: String, attachments: Vec<Vec<u8>>) -> Event {
+fn sio_event(header: Arc<str>, data: String, attachments: Vec<Vec<u8>>) -> Event {
     Event {
         conn: None,
         kind: EventKind::SocketIo(Box::new(SioEvent {
@@ -406,7 +451,6 @@ struct Session<'a> {
 /// A binary event or ack waiting for its attachments.
 struct Partial {
     kind: Kind,
-    nsp: String,
     id: Option<u64>,
     data: String,
     needed: usize,
@@ -616,13 +660,24 @@ impl Session<'_> {
     ) -> SessionEnd {
         let eio = beat.eio;
         let mut partial: Option<Partial> = None;
+        let mut names = NameCache::default();
         let mut batch = VecDeque::new();
+        // One registration each for the session's life, not one per loop: the tokens'
+        // waiter lists and the timer wheel are locked only when something changes.
+        let cancelled = self.token.cancelled();
+        let draining = self.drain.cancelled();
+        let mut armed = beat.deadline();
+        let timer = tokio::time::sleep_until(armed);
+        tokio::pin!(cancelled, draining, timer);
         loop {
-            let deadline = beat.deadline();
+            if beat.deadline() != armed {
+                armed = beat.deadline();
+                timer.as_mut().reset(armed);
+            }
             tokio::select! {
                 biased;
-                _ = self.token.cancelled() => return SessionEnd::Cancelled,
-                _ = self.drain.cancelled() => {
+                _ = &mut cancelled => return SessionEnd::Cancelled,
+                _ = &mut draining => {
                     // `Done()`: what is queued goes out, then the namespace is left.
                     while let Ok(cmd) = commands.try_recv() {
                         if let Command::Send(m) = cmd {
@@ -640,7 +695,7 @@ impl Session<'_> {
                         return end;
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut timer => {
                     let now = Instant::now();
                     match (eio, beat.awaiting) {
                         (Eio::V4, _) => return SessionEnd::Failed("ping timeout", lost("ping timeout")),
@@ -660,7 +715,7 @@ impl Session<'_> {
                     // Everything already buffered is handled as one batch (one hub lock).
                     let mut next = Some(msg);
                     while let Some(msg) = next.take() {
-                        match self.read(ws, msg, &mut beat, &mut partial, &mut batch).await {
+                        match self.read(ws, msg, &mut beat, &mut partial, &mut names, &mut batch).await {
                             Ok(()) => {}
                             Err(end) => {
                                 self.hub.publish_all(&mut batch, self.token).await;
@@ -723,6 +778,7 @@ impl Session<'_> {
         msg: Option<std::result::Result<Message, tokio_tungstenite::tungstenite::Error>>,
         beat: &mut Beat,
         partial: &mut Option<Partial>,
+        cache: &mut NameCache,
         out: &mut VecDeque<Event>,
     ) -> std::result::Result<(), SessionEnd> {
         let eio = beat.eio;
@@ -736,7 +792,7 @@ impl Session<'_> {
                 if p.bins.len() >= p.needed
                     && let Some(p) = partial.take()
                 {
-                    self.deliver(p, out);
+                    self.deliver(p.kind, p.id, &p.data, p.bins, cache, out);
                 }
                 return Ok(());
             }
@@ -789,31 +845,22 @@ impl Session<'_> {
                         .await;
                         return Err(SessionEnd::Closed("io server disconnect"));
                     }
-                    Kind::Event | Kind::Ack => self.deliver(
-                        Partial {
-                            kind: p.kind,
-                            nsp: p.nsp.to_owned(),
-                            id: p.id,
-                            data: p.data.to_owned(),
-                            needed: 0,
-                            bins: Vec::new(),
-                        },
-                        out,
-                    ),
+                    Kind::Event | Kind::Ack => {
+                        self.deliver(p.kind, p.id, p.data, Vec::new(), cache, out)
+                    }
                     Kind::BinaryEvent | Kind::BinaryAck => {
                         if p.attachments > MAX_ATTACHMENTS {
                             return Err(failed(bad(sio::BadPacket(m.chars().take(80).collect()))));
                         }
                         let part = Partial {
                             kind: p.kind,
-                            nsp: p.nsp.to_owned(),
                             id: p.id,
                             data: p.data.to_owned(),
                             needed: p.attachments,
                             bins: Vec::with_capacity(p.attachments),
                         };
                         if part.needed == 0 {
-                            self.deliver(part, out);
+                            self.deliver(part.kind, part.id, &part.data, part.bins, cache, out);
                         } else {
                             *partial = Some(part);
                         }
@@ -826,43 +873,55 @@ impl Session<'_> {
     }
 
     /// A complete event or ack: to a blocked `ОтправитьИЖдать`, or into the batch if
-    /// subscribed (acks always are).
-    fn deliver(&self, p: Partial, out: &mut VecDeque<Event>) {
-        let binary = matches!(p.kind, Kind::BinaryEvent | Kind::BinaryAck);
-        let data = |d: String, bins: &[Vec<u8>]| {
-            if binary {
-                sio::with_base64(&d, bins).unwrap_or(d)
+    /// subscribed (acks always are). The payload is copied only when it is delivered.
+    fn deliver(
+        &self,
+        kind: Kind,
+        id: Option<u64>,
+        raw: &str,
+        bins: Vec<Vec<u8>>,
+        cache: &mut NameCache,
+        out: &mut VecDeque<Event>,
+    ) {
+        let data = |d: &str, bins: &[Vec<u8>]| {
+            if bins.is_empty() {
+                sio::unescaped(d.to_owned())
             } else {
-                sio::unescaped(d)
+                sio::with_base64(d, bins).unwrap_or_else(|_| d.to_owned())
             }
         };
-        match p.kind {
+        match kind {
             Kind::Event | Kind::BinaryEvent => {
-                let Some(name) = sio::event_name(&p.data) else {
+                let Some(name) = sio::event_name(raw) else {
                     self.log
-                        .write(Level::Error, || format!("event without a name: {}", p.data));
+                        .write(Level::Error, || format!("event without a name: {raw}"));
                     return;
                 };
-                if !self.subs.wants(&name) {
+                let Some(plain) = cache.get(self.subs, self.nsp, &name) else {
                     return;
-                }
-                let d = data(p.data, &p.bins);
-                out.push_back(message_event(&p.nsp, &name, p.id, d, p.bins));
+                };
+                let header = if id.is_none() && bins.is_empty() {
+                    plain
+                } else {
+                    message_header(self.nsp, &name, id, !bins.is_empty())
+                };
+                let d = data(raw, &bins);
+                out.push_back(sio_event(header, d, bins));
             }
             _ => {
-                let Some(id) = p.id else { return };
+                let Some(id) = id else { return };
                 let waiter = self
                     .shared
                     .waiting
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(&id);
-                let d = data(p.data, &p.bins);
+                let d = data(raw, &bins);
                 match waiter {
                     Some(w) => {
-                        let _ = w.send((d, p.bins));
+                        let _ = w.send((d, bins));
                     }
-                    None => out.push_back(ack_event(&p.nsp, id, d, p.bins)),
+                    None => out.push_back(ack_event(self.nsp, id, d, bins)),
                 }
             }
         }

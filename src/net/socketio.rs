@@ -11,6 +11,8 @@
 //! namespace is written only when it is not `/`. An event with binary arguments has them
 //! replaced by `{"_placeholder":true,"num":N}` and is followed by N binary frames.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use serde::de::{Deserializer as _, IgnoredAny, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json, json};
@@ -228,8 +230,16 @@ pub fn encode(kind: Kind, attachments: usize, nsp: &str, id: Option<u64>, data: 
 }
 
 /// The event name: the first element of an event's JSON array, if it is a string. Reads
-/// the rest without building it (a large payload is only scanned).
-pub fn event_name(data: &str) -> Option<String> {
+/// the rest without building it (a large payload is only scanned); a name without escapes
+/// is borrowed.
+pub fn event_name(data: &str) -> Option<Cow<'_, str>> {
+    if let Some(rest) = data.strip_prefix("[\"")
+        && let Some(end) = rest.find(['"', '\\'])
+        && rest.as_bytes()[end] == b'"'
+    {
+        serde_json::from_str::<IgnoredAny>(data).ok()?;
+        return Some(Cow::Borrowed(&rest[..end]));
+    }
     struct First;
     impl<'de> Visitor<'de> for First {
         type Value = Option<String>;
@@ -248,7 +258,7 @@ pub fn event_name(data: &str) -> Option<String> {
     let mut de = serde_json::Deserializer::from_str(data);
     let name = de.deserialize_seq(First).ok()??;
     de.end().ok()?;
-    Some(name)
+    Some(Cow::Owned(name))
 }
 
 /// `data` with `\uXXXX` escapes written as the characters themselves (python-socketio
@@ -541,6 +551,14 @@ mod tests {
         assert_eq!(event_name("[]"), None);
         assert_eq!(event_name(r#"["a""#), None);
         assert_eq!(event_name(r#"["a"] x"#), None);
+        assert_eq!(
+            event_name(r#"["a",}"#),
+            None,
+            "the rest is checked on the fast path"
+        );
+        assert!(matches!(event_name(r#"["a",1]"#), Some(Cow::Borrowed("a"))));
+        assert_eq!(event_name(r#"["a\"b",1]"#).as_deref(), Some("a\"b"));
+        assert_eq!(event_name(r#"[ "a" ]"#).as_deref(), Some("a"));
         assert!(is_array("[]") && !is_array("{}"));
         let d = with_base64(
             r#"["f",{"x":{"_placeholder":true,"num":1}},{"_placeholder":true,"num":0}]"#,

@@ -51,7 +51,7 @@ pub struct SocketIo {
     /// The next ack id of this object.
     next_ack: u64,
     /// Attachments of the last event `ПолучитьСобытие` (or `ОтправитьИЖдать`) returned.
-    last_attachments: Mutex<Vec<Vec<u8>>>,
+    last_attachments: Vec<Vec<u8>>,
 }
 
 impl Default for SocketIo {
@@ -148,12 +148,14 @@ fn endpoint(uri: &str, path: &str, query: &str, eio: Eio) -> Result<Endpoint> {
     } else {
         trimmed.to_owned()
     };
-    // Checks the address as given: its errors name what 1C code passed.
-    Target::parse(&ws).map_err(|e| match e {
-        Error::Address(_) => Target::parse(uri).err().unwrap_or(e),
-        e => e,
+    // Checked first: its errors name the part of the address that is wrong.
+    Target::parse(&ws)?;
+    // Parsed by `Target::parse` just now, so this cannot fail; if it did, it says so.
+    let mut u = url::Url::parse(&ws).map_err(|_| {
+        Error::Address(crate::error::AddressError::NotUrl {
+            url: uri.to_owned(),
+        })
     })?;
-    let mut u = url::Url::parse(&ws).map_err(|_| not_connected())?;
     let nsp = match u.path().trim_end_matches('/') {
         "" => "/".to_owned(),
         p => p.to_owned(),
@@ -211,7 +213,7 @@ impl SocketIo {
             timeout_s: DEFAULT_TIMEOUT_S,
             url: String::new(),
             next_ack: 0,
-            last_attachments: Mutex::default(),
+            last_attachments: Vec::new(),
         }
     }
 
@@ -397,10 +399,7 @@ impl SocketIo {
         }
         match rx.recv_timeout(Duration::from_millis(ms)) {
             Ok((data, bins)) => {
-                *self
-                    .last_attachments
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = bins;
+                self.last_attachments = bins;
                 Ok(Value::Str(data))
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
@@ -413,30 +412,26 @@ impl SocketIo {
 
     /// `ПолучитьСобытие(Таймаут, Событие, Данные)`, keeping the event's attachments for
     /// `ПолучитьВложение`.
-    fn receive_event(&self, core: &ObjectCore, args: &mut Args) -> Result<Value> {
-        let ev = core.next_event(args)?;
-        let (found, header, data) = match &ev {
-            Some(ev) => (true, ev.header(), ev.data()),
-            None => (false, String::new(), String::new()),
+    fn receive_event(&mut self, core: &ObjectCore, args: &mut Args) -> Result<Value> {
+        let (found, header, data, bins) = match core.next_event(args)? {
+            // The payload is moved out, not copied.
+            Some(ev) => match ev.kind {
+                crate::event::EventKind::SocketIo(e) => {
+                    let e = *e;
+                    (true, e.header.to_string(), e.data, e.attachments)
+                }
+                _ => (true, ev.header(), ev.data(), Vec::new()),
+            },
+            None => (false, String::new(), String::new(), Vec::new()),
         };
-        let bins = match ev.map(|e| e.kind) {
-            Some(crate::event::EventKind::SocketIo(e)) => e.attachments,
-            _ => Vec::new(),
-        };
-        *self
-            .last_attachments
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = bins;
+        self.last_attachments = bins;
         args.set_out(1, Value::Str(header));
         args.set_out(2, Value::Str(data));
         Ok(Value::Bool(found))
     }
 
     fn attachment(&self, index: f64) -> Result<Value> {
-        let g = self
-            .last_attachments
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let g = &self.last_attachments;
         let i = index as i64;
         match usize::try_from(i).ok().and_then(|i| g.get(i)) {
             Some(b) if index.fract() == 0.0 => Ok(Value::Binary(b.clone())),
