@@ -633,3 +633,39 @@ fn python_socketio_server() {
     );
     finish(o);
 }
+
+/// `Отключиться` while the link is down and reconnecting: a Close, as for an open link, and
+/// no more attempts.
+#[test]
+fn disconnect_during_reconnection_is_a_close() {
+    let peer = SioPeer::start(&[]);
+    let o = create("SocketIO");
+    pull_mode(&o);
+    let options = r#"{"reconnect": {"enabled": true, "min_delay_ms": 200, "max_delay_ms": 400}}"#;
+    assert!(connect(&o, &peer.url(""), options));
+    assert_eq!(pulled(&o).0, OPEN.0);
+    call(&o, "Отправить", &[s("die")]);
+    assert_eq!(pulled(&o).0, FAIL.0);
+    assert!(pulled(&o).0.contains("Reconnecting"));
+    assert_eq!(o.get("Статус").unwrap().as_i64(), Some(2));
+    call(&o, "Отключиться", &[]);
+    loop {
+        let (h, d) = pulled(&o);
+        if h.contains("Reconnecting") {
+            continue;
+        }
+        assert_eq!((h.as_str(), d.as_str()), CLOSE);
+        break;
+    }
+    assert_eq!(
+        o.get("ПричинаОтключения").unwrap(),
+        s("io client disconnect")
+    );
+    assert_eq!(o.get("Статус").unwrap().as_i64(), Some(0));
+    assert_eq!(
+        common::next_event(&o, 600),
+        None,
+        "no attempt after Отключиться"
+    );
+    finish(o);
+}

@@ -421,12 +421,22 @@ pub async fn run(task: SioTask) {
         }
     }
     close_queue(&mut commands);
-    let _ = shared.status.compare_exchange(
-        STATUS_RECONNECTING,
-        STATUS_IDLE,
-        Ordering::SeqCst,
-        Ordering::SeqCst,
-    );
+    let stopped_reconnecting = shared
+        .status
+        .compare_exchange(
+            STATUS_RECONNECTING,
+            STATUS_IDLE,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        )
+        .is_ok();
+    // `Отключиться` during a back-off ends the link as it ends an open one: with a Close
+    // (not at `Done()`, after which nothing reaches 1C). Connection events always fit in the
+    // hub, so the cancelled token does not drop it.
+    if stopped_reconnecting && shared.stopping.load(Ordering::SeqCst) && !drain.is_cancelled() {
+        SioState::set(&shared.reason, "io client disconnect");
+        hub.publish(close_event(), &token).await;
+    }
     hub.connection_ended();
     shared.finish();
 }
