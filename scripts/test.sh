@@ -37,8 +37,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 # Real peers: Python `websockets`, the `pproxy` HTTP/SOCKS proxy and the Autobahn runner
-# `kosoku` (tests/autobahn.rs) in the project's own venv (pinned).
-py_pins=('websockets==17.4' 'pproxy==2.7.9' 'kosoku==0.1.0')
+# `kosoku` (tests/autobahn.rs), python-socketio on aiohttp (tests/socketio.rs) in the project's own venv (pinned).
+py_pins=('websockets==17.4' 'pproxy==2.7.9' 'kosoku==0.1.0' 'python-socketio==5.14.0' 'python-engineio==4.15.1' 'aiohttp==3.12.15')
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys, importlib.metadata as m
 sys.exit(any(m.version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))' "${py_pins[@]}" 2>/dev/null; then
     [ -x .venv/bin/python ] || python3 -m venv .venv ||
@@ -48,7 +48,7 @@ fi
 export WS1C_PYTHON="$root/.venv/bin/python"
 export WS1C_KOSOKU="$root/.venv/bin/kosoku"
 # Node `ws` and playwright-core (which drives Debian's Chromium; it never downloads a browser).
-if [ ! -d tests/peers/node/node_modules/ws ] || [ ! -d tests/peers/node/node_modules/playwright-core ]; then
+if [ ! -d tests/peers/node/node_modules/ws ] || [ ! -d tests/peers/node/node_modules/playwright-core ] || [ ! -d tests/peers/node/node_modules/socket.io ]; then
     (cd tests/peers/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 cargo --version; g++ --version | head -1; valgrind --version

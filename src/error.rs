@@ -138,6 +138,8 @@ pub enum Error {
     Proxy(ProxyError),
     /// The server's answer to the WebSocket handshake cannot be accepted.
     Handshake(HandshakeError),
+    /// A failure of the Socket.IO object or protocol.
+    SocketIo(SioError),
     /// A connect failure of a connection made with `tls.insecure`: the text of the inner
     /// error followed by a warning that certificate checks were off.
     Insecure(Box<Error>),
@@ -884,6 +886,57 @@ pub enum ClientError {
     PingTooLong {
         /// Its length in bytes (UTF-8).
         len: usize,
+    },
+}
+
+/// Failures of the Socket.IO object and of the Socket.IO protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SioError {
+    /// The server refused the namespace (a `44` packet).
+    Refused {
+        /// The namespace.
+        nsp: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The server sent something that is not an Engine.IO / Socket.IO packet.
+    BadPacket {
+        /// A short quote of it.
+        packet: String,
+    },
+    /// The connection ended before the namespace was joined.
+    Lost {
+        /// Why (a close or a socket error, in English).
+        why: String,
+    },
+    /// A key of the options that is Socket.IO's own has a wrong value.
+    BadOption {
+        /// The key.
+        key: &'static str,
+        /// What it takes.
+        expected: &'static str,
+    },
+    /// `ЭтоJSON` was set and the message is not JSON.
+    NotJson {
+        /// A short quote of it.
+        text: String,
+    },
+    /// An empty event name.
+    EmptyName,
+    /// No acknowledgement within the timeout.
+    AckTimeout {
+        /// The bound, in ms.
+        ms: u64,
+    },
+    /// The connection ended while an acknowledgement was awaited.
+    AckLost,
+    /// No attachment of that number in the last event `ПолучитьСобытие` returned.
+    NoAttachment {
+        /// The number asked for (from 0).
+        index: i64,
+        /// How many there are.
+        count: usize,
     },
 }
 

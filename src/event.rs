@@ -72,6 +72,24 @@ pub enum EventKind {
     },
     /// A pong arrived.
     Pong(Vec<u8>),
+    /// A Socket.IO event, already in its public strings (ROM-SocketIO's shapes, see
+    /// [`crate::net::socketio`]).
+    SocketIo(Box<SioEvent>),
+}
+
+/// A Socket.IO object's event: header and payload rendered by the connection task, binary
+/// attachments kept for `ПолучитьВложение` in pull mode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SioEvent {
+    /// `Событие` (shared: events of one name have the same header).
+    pub header: std::sync::Arc<str>,
+    /// `Данные`.
+    pub data: String,
+    /// The binary attachments of a binary event or ack, in order.
+    pub attachments: Vec<Vec<u8>>,
+    /// An event or ack from the server (held back by a full queue, as messages are), not a
+    /// connection event.
+    pub message: bool,
 }
 
 /// The `Close` / `Fail` header fields, with `"Unsent"` when messages were left unsent. Why
@@ -96,7 +114,11 @@ pub struct Event {
 impl Event {
     /// Whether `Получить` / `Принять` returns it (messages only).
     pub fn is_message(&self) -> bool {
-        matches!(self.kind, EventKind::Text(_) | EventKind::Binary(_))
+        match &self.kind {
+            EventKind::Text(_) | EventKind::Binary(_) => true,
+            EventKind::SocketIo(e) => e.message,
+            _ => false,
+        }
     }
 
     /// Whether the payload travels as base64 although it is text (see the module docs).
@@ -150,6 +172,7 @@ impl Event {
                     r#"{{"Event":"Message","Type":"Binary","Connection":{c},"Encoding":"base64"}}"#
                 );
             }
+            (EventKind::SocketIo(e), _) => return e.header.to_string(),
             _ => {}
         }
         let fields: Vec<(&str, Json)> = match &self.kind {
@@ -204,12 +227,22 @@ impl Event {
                 ("DelayMs", json!(delay_ms)),
             ],
             EventKind::Pong(_) => vec![("Event", json!("Pong"))],
+            EventKind::SocketIo(e) => return e.header.to_string(),
         };
         let mut m = self.header_map(&fields);
         if self.base64_text() {
             m.insert("Encoding".into(), json!("base64"));
         }
         Json::Object(m).to_string()
+    }
+
+    /// The header, borrowed where the event holds it rendered (Socket.IO events): the pusher
+    /// hands it to the platform without a copy.
+    pub fn header_text(&self) -> Cow<'_, str> {
+        match &self.kind {
+            EventKind::SocketIo(e) => Cow::Borrowed(&e.header),
+            _ => Cow::Owned(self.header()),
+        }
     }
 
     /// The payload (`Данные`).
@@ -266,13 +299,15 @@ impl Event {
             EventKind::Reconnecting { .. } => "{}".to_owned(),
             EventKind::Pong(p) if self.base64_text() => return b64(p),
             EventKind::Pong(p) => return String::from_utf8_lossy(p),
+            EventKind::SocketIo(e) => return Cow::Borrowed(&e.data),
         })
     }
 
     /// The short header notify mode pushes instead of the event.
     pub fn notification(&self) -> String {
-        let kind = match self.kind {
+        let kind = match &self.kind {
             EventKind::Text(_) | EventKind::Binary(_) => "Message",
+            EventKind::SocketIo(e) if e.message => "Message",
             EventKind::Pong(_) => "Pong",
             _ => "Connection",
         };

@@ -71,6 +71,14 @@ pub enum MethodId {
     ReceiveFrom,
     ConnectionList,
     Configure,
+    On,
+    Off,
+    OffAll,
+    SendWithAck,
+    SendAndWait,
+    AckReply,
+    SioReceiveEvent,
+    Attachment,
     TestEcho,
     TestOut,
     TestNumber,
@@ -95,6 +103,11 @@ pub enum PropId {
     Port,
     Connections,
     ConnectionCount,
+    SessionId,
+    Connected,
+    ConnectTimeout,
+    LastError,
+    DisconnectReason,
     TestValue,
     TestPanicProp,
 }
@@ -528,12 +541,119 @@ pub static SERVER: LazyLock<Members> = LazyLock::new(|| {
     )
 });
 
+const EVENT_NAME: ParamDef = req("ИмяСобытия", "EventName", Str);
+const MESSAGE: ParamDef = opt("СтрокаСообщения", "Message", Any, DefaultValue::Undefined);
+const AS_JSON: ParamDef = opt(
+    "ЭтоJSON",
+    "AsJson",
+    ParamType::Bool,
+    DefaultValue::Bool(false),
+);
+
+/// Methods of `AddIn.WebSocket.SocketIO`: ROM-SocketIO's, then ours.
+const SOCKETIO_METHODS: [MethodDef; 13] = [
+    method(
+        MethodId::Connect,
+        n("Подключиться", "Connect"),
+        &[
+            req("URI", "URI", Str),
+            opt("Параметры", "Options", Str, S("")),
+        ],
+        true,
+    ),
+    method(
+        MethodId::BeginConnect,
+        n("НачатьПодключение", "BeginConnect"),
+        &[
+            req("URI", "URI", Str),
+            opt("Параметры", "Options", Str, S("")),
+        ],
+        false,
+    ),
+    method(
+        MethodId::Disconnect,
+        n("Отключиться", "Disconnect"),
+        &[],
+        false,
+    ),
+    method(
+        MethodId::Send,
+        n("Отправить", "Send"),
+        &[EVENT_NAME, MESSAGE, AS_JSON],
+        false,
+    ),
+    method(MethodId::On, n("Подписаться", "On"), &[EVENT_NAME], false),
+    method(MethodId::Off, n("Отписаться", "Off"), &[EVENT_NAME], false),
+    method(MethodId::OffAll, n("ОтписатьсяВсе", "OffAll"), &[], false),
+    method(
+        MethodId::SendWithAck,
+        n("ОтправитьСПодтверждением", "SendWithAck"),
+        &[EVENT_NAME, MESSAGE, AS_JSON],
+        true,
+    ),
+    method(
+        MethodId::SendAndWait,
+        n("ОтправитьИЖдать", "SendAndWait"),
+        &[
+            EVENT_NAME,
+            MESSAGE,
+            opt("Таймаут", "Timeout", Number, Int(5000)),
+            AS_JSON,
+        ],
+        true,
+    ),
+    method(
+        MethodId::AckReply,
+        n("Подтвердить", "Ack"),
+        &[req("ИДПодтверждения", "AckId", Number), MESSAGE, AS_JSON],
+        false,
+    ),
+    method(
+        MethodId::SioReceiveEvent,
+        n("ПолучитьСобытие", "ReceiveEvent"),
+        &[TIMEOUT, EVENT_OUT, DATA_OUT],
+        true,
+    ),
+    method(
+        MethodId::Attachment,
+        n("ПолучитьВложение", "GetAttachment"),
+        &[opt("Номер", "Index", Number, Int(0))],
+        true,
+    ),
+    ERROR_DESCRIPTION,
+];
+
+/// `AddIn.WebSocket.SocketIO`.
+pub static SOCKETIO: LazyLock<Members> = LazyLock::new(|| {
+    let mut props = vec![
+        ro(PropId::SessionId, n("ИДСессии", "SessionID")),
+        ro(PropId::Connected, n("Подключено", "Connected")),
+        rw(PropId::ConnectTimeout, n("Таймаут", "Timeout"), Any),
+        ro(PropId::Version, n("Версия", "Version")),
+        ro(PropId::Status, n("Статус", "Status")),
+        ro(PropId::Server, n("Сервер", "Server")),
+        ro(PropId::LastError, n("ПоследняяОшибка", "LastError")),
+        ro(
+            PropId::DisconnectReason,
+            n("ПричинаОтключения", "DisconnectReason"),
+        ),
+    ];
+    props.extend_from_slice(&HUB_PROPS);
+    Members::new(
+        "SocketIO",
+        &SOCKETIO_METHODS,
+        &props,
+        &TEST_METHODS,
+        &TEST_PROPS,
+    )
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn both() -> [&'static Members; 2] {
-        [&CLIENT, &SERVER]
+    fn both() -> [&'static Members; 3] {
+        [&CLIENT, &SERVER, &SOCKETIO]
     }
 
     #[test]

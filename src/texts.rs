@@ -10,7 +10,7 @@ use crate::error::{
     AddressError, AlertKind, ArgProblem, ArgRole, Attempt, CertProblem, ClientError, ConnectError,
     ConnectStage, Error, Expected, FileError, FileKind, HandshakeError, HandshakeProblem,
     OptionsError, OptionsObject, OptionsProblem, PemProblem, ProxyError, ProxyFault, ProxyUrlFault,
-    ResponseFault, ServerError, SocketFailure, SocksReply, TlsError,
+    ResponseFault, ServerError, SioError, SocketFailure, SocksReply, TlsError,
 };
 use crate::lang::Lang;
 
@@ -179,6 +179,7 @@ impl Error {
                 )
                 .to_owned(),
             Error::Client(e) => client(e, lang),
+            Error::SocketIo(e) => socketio(e, lang),
             Error::Server(e) => server(e, lang),
             Error::Tls(e) => tls(e, lang),
             Error::File(e) => file(e, lang),
@@ -623,6 +624,81 @@ fn handshake_text(e: &HandshakeError, lang: Lang) -> String {
         format!("Ошибка рукопожатия WebSocket: {why}")
     } else {
         format!("WebSocket handshake failed: {why}")
+    }
+}
+
+fn socketio(e: &SioError, lang: Lang) -> String {
+    let ru = lang == Lang::Ru;
+    match e {
+        SioError::Refused { nsp, message } => {
+            let (nsp, message) = (quote(nsp), quote(message));
+            if ru {
+                format!("Сервер Socket.IO отказал в подключении к пространству {nsp}: {message}")
+            } else {
+                format!("The Socket.IO server refused the connection to namespace {nsp}: {message}")
+            }
+        }
+        SioError::BadPacket { packet } => {
+            let packet = quote(packet);
+            if ru {
+                format!("Сервер прислал пакет не по протоколу Socket.IO: {packet}")
+            } else {
+                format!("The server sent a packet that is not Socket.IO: {packet}")
+            }
+        }
+        SioError::Lost { why } => {
+            let why = quote(why);
+            if ru {
+                format!("Соединение разорвано до подключения к пространству Socket.IO ({why})")
+            } else {
+                format!("The connection ended before the Socket.IO namespace was joined ({why})")
+            }
+        }
+        SioError::BadOption { key, expected } => {
+            if ru {
+                format!("Неверное значение параметра {key}: ожидается {expected}")
+            } else {
+                format!("Wrong value of option {key}: expected {expected}")
+            }
+        }
+        SioError::NotJson { text } => {
+            let text = quote(text);
+            if ru {
+                format!("Сообщение не является JSON (ЭтоJSON = Истина): {text}")
+            } else {
+                format!("The message is not JSON (AsJson = True): {text}")
+            }
+        }
+        SioError::EmptyName => lang
+            .pick(
+                "Имя события не может быть пустым",
+                "The event name cannot be empty",
+            )
+            .to_owned(),
+        SioError::AckTimeout { ms } => {
+            if ru {
+                format!("Сервер не подтвердил событие за {ms} мс")
+            } else {
+                format!("The server did not acknowledge the event within {ms} ms")
+            }
+        }
+        SioError::AckLost => lang
+            .pick(
+                "Соединение разорвано до подтверждения события сервером",
+                "The connection ended before the server acknowledged the event",
+            )
+            .to_owned(),
+        SioError::NoAttachment { index, count } => {
+            if ru {
+                format!(
+                    "Нет вложения с номером {index}: у последнего полученного события их {count} (нумерация с 0)"
+                )
+            } else {
+                format!(
+                    "No attachment number {index}: the last event received has {count} (numbered from 0)"
+                )
+            }
+        }
     }
 }
 

@@ -7,13 +7,13 @@ mod common;
 use common::{assert_memory_clean, create, create_with, finish, host, serial};
 use ws1c_host::{HostOptions, HostTm, Var};
 
-const CLASSES: [&str; 2] = ["Client", "Server"];
+const CLASSES: [&str; 3] = ["Client", "Server", "SocketIO"];
 
 #[test]
 fn exports_answer_as_the_platform_expects() {
     let _g = serial();
     let h = host();
-    assert_eq!(h.class_names(), "Client|Server");
+    assert_eq!(h.class_names(), "Client|Server|SocketIO");
     assert_eq!(h.set_platform_capabilities(3), 3);
     assert_eq!(h.attach_type(), Some(3));
     for class in CLASSES {

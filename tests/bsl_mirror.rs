@@ -15,6 +15,8 @@
 //! | `ФормаЧата.bsl` (form, push) | `form_module_push_sequence`, `form_module_reconnect_options`, `a_refused_installation_is_handled` |
 //! | `РегламентноеЗаданиеПриемСообщений.bsl` (scheduled job, pull) | `scheduled_job_persistent_server` |
 //! | `РегламентноеЗаданиеСлушатель.bsl` (scheduled job, pull, persistent client) | `scheduled_job_listener_*` |
+//! | `ФормаSocketIO.bsl` (form, push, `AddIn.WebSocket.SocketIO`) | `socketio_form_push_sequence` |
+//! | `РегламентноеЗаданиеSocketIO.bsl` (scheduled job, pull, `AddIn.WebSocket.SocketIO`) | `socketio_scheduled_job` |
 //! | `ПолноеТестирование.bsl` (documented self-test) | `full_self_test_thin_client`, `full_self_test_english_interface`, `full_self_test_server_context` |
 //!
 //! and the rules a 1C developer reads the code by, checked on every file: the header names
@@ -125,8 +127,9 @@ struct Use {
 }
 
 /// Variables that hold component objects in `bsl/`, with their class (`None`: either).
-const COMPONENT_VARS: [(&str, Option<&str>); 6] = [
+const COMPONENT_VARS: [(&str, Option<&str>); 7] = [
     ("Клиент", Some("Client")),
+    ("Сокет", Some("SocketIO")),
     ("Клиент1", Some("Client")),
     ("Клиент2", Some("Client")),
     ("Сервер", Some("Server")),
@@ -243,6 +246,7 @@ fn every_member_used_in_bsl_exists_with_a_valid_argument_count() {
     let _g = serial();
     let client = create_with("Client", HostOptions::default());
     let server = create_with("Server", HostOptions::default());
+    let sio = create_with("SocketIO", HostOptions::default());
     let mut total = 0;
     let mut problems = Vec::new();
     for (name, text) in bsl_files() {
@@ -254,7 +258,7 @@ fn every_member_used_in_bsl_exists_with_a_valid_argument_count() {
         let uses = member_uses(&text);
         // A file that creates component objects uses them (WebSocketКомпонентаКлиент only
         // attaches the add-in).
-        let creates = ["Новый(", "НовыйКлиент(", "НовыйСервер("]
+        let creates = ["Новый(", "НовыйКлиент(", "НовыйСервер(", "НовыйSocketIO("]
             .iter()
             .any(|n| text.contains(n));
         assert!(
@@ -268,6 +272,7 @@ fn every_member_used_in_bsl_exists_with_a_valid_argument_count() {
                 .and_then(|(_, c)| *c);
             let result = match class {
                 Some("Client") => check_use(&client, u),
+                Some("SocketIO") => check_use(&sio, u),
                 Some(_) => check_use(&server, u),
                 None => check_use(&client, u).or_else(|_| check_use(&server, u)),
             };
@@ -282,6 +287,7 @@ fn every_member_used_in_bsl_exists_with_a_valid_argument_count() {
     assert!(total >= 50, "only {total} component member uses found");
     finish(client);
     finish(server);
+    finish(sio);
 }
 
 #[test]
@@ -2038,4 +2044,180 @@ fn full_self_test_english_interface() {
 #[test]
 fn full_self_test_server_context() {
     full_self_test(HostOptions::server);
+}
+
+// ---- ФормаSocketIO.bsl ----------------------------------------------------------------------
+
+const SIO_FORM_OPTIONS: &str =
+    r#"{"reconnect":{"enabled":true,"min_delay_ms":500,"max_delay_ms":30000}}"#;
+
+#[test]
+fn socketio_form_options_in_the_test_are_the_forms() {
+    let keys = option_keys(&bsl("ФормаSocketIO.bsl"), "Функция ПараметрыПодключения");
+    assert_eq!(keys, json_keys(SIO_FORM_OPTIONS));
+}
+
+/// The next pushed event of the Socket.IO form (source "ЧатSocketIO").
+fn sio_pushed(obj: &Obj) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(e) = obj.conn().take_events().into_iter().next() {
+            assert_eq!(e.source, "ЧатSocketIO");
+            return (e.message, e.data);
+        }
+        assert!(Instant::now() < deadline, "nothing pushed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The form's handler compares `Данные` with ROM-SocketIO's strings as wholes; every branch
+/// it takes is reached here with the same strings.
+#[test]
+fn socketio_form_push_sequence() {
+    let _g = serial();
+    let peer = common::sio::SioPeer::start(&[]);
+    let url = format!("ws://127.0.0.1:{}", peer.port);
+    // ПодключитьсяПослеПодключенияКомпоненты.
+    let c = create_with("SocketIO", HostOptions::default());
+    c.set("РежимДоставки", s("События")).unwrap();
+    c.set("ИсточникСобытий", s("ЧатSocketIO")).unwrap();
+    c.call_proc("Подписаться", &mut [s("new message")]).unwrap();
+    let t = Instant::now();
+    c.call_proc("НачатьПодключение", &mut [s(&url), s(SIO_FORM_OPTIONS)])
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+    // ВнешнееСобытие: Данные = "{""Connection"": ""Open""}".
+    assert_eq!(sio_pushed(&c).1, "{\"Connection\": \"Open\"}");
+    // Отправить: Подключено, then Отправить("new message", ТекстСообщения); the broadcast
+    // comes back as a Message whose Name is "new message", Аргументы[1] the text.
+    assert_eq!(c.get("Подключено").unwrap(), Var::Bool(true));
+    c.call_proc("Отправить", &mut [s("new message"), s("Привет мир!")])
+        .unwrap();
+    let (h, d) = sio_pushed(&c);
+    let header: serde_json::Value = serde_json::from_str(&h).unwrap();
+    assert_eq!(
+        (header["Event"].as_str(), header["Name"].as_str()),
+        (Some("Message"), Some("new message"))
+    );
+    let args: serde_json::Value = serde_json::from_str(&d).unwrap();
+    assert_eq!(args[1], "Привет мир!");
+    // Отключиться: Данные = "{""Connection"": ""Close""}", ПричинаОтключения for the log.
+    c.call_proc("Отключиться", &mut []).unwrap();
+    assert_eq!(sio_pushed(&c).1, "{\"Connection\": \"Close\"}");
+    assert_eq!(
+        c.get("ПричинаОтключения").unwrap(),
+        s("io client disconnect")
+    );
+    // Nothing listens: Данные = "{""Connection"": ""Fail""}", ПоследняяОшибка for the log.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    c.call_proc(
+        "НачатьПодключение",
+        &mut [s(&format!("ws://127.0.0.1:{free}")), s(SIO_FORM_OPTIONS)],
+    )
+    .unwrap();
+    assert_eq!(sio_pushed(&c).1, "{\"Connection\": \"Fail\"}");
+    assert!(
+        !c.get("ПоследняяОшибка")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+    // Отправить while not connected: the form's "Нет подключения" branch (Подключено = Ложь).
+    assert_eq!(c.get("Подключено").unwrap(), Var::Bool(false));
+    // A bad address raises at once: the form's exception branch.
+    let err = c
+        .call_proc(
+            "НачатьПодключение",
+            &mut [s("ftp://x"), s(SIO_FORM_OPTIONS)],
+        )
+        .unwrap_err();
+    assert_eq!(c.call("ОписаниеОшибки", &mut []).unwrap(), s(&err.text));
+    // ПриЗакрытии: Отключиться on an object that is not connected raises nothing.
+    c.call_proc("Отключиться", &mut []).unwrap();
+    finish(c);
+}
+
+// ---- РегламентноеЗаданиеSocketIO.bsl --------------------------------------------------------
+
+const SIO_JOB_OPTIONS: &str = r#"{"auth":{"token":"s3cret"},"timeout_ms":10000}"#;
+
+#[test]
+fn socketio_job_options_in_the_test_are_the_jobs() {
+    let keys = option_keys(
+        &bsl("РегламентноеЗаданиеSocketIO.bsl"),
+        "Функция ПараметрыПодключения",
+    );
+    assert_eq!(keys, json_keys(SIO_JOB_OPTIONS));
+}
+
+/// `ЗаказыSocketIO.ПринятьЗаказы` on the 1C server: pull, the order's ack answered with
+/// `Подтвердить`, the total sent with `ОтправитьИЖдать`, then `Отключиться`.
+#[test]
+fn socketio_scheduled_job() {
+    let _g = serial();
+    let peer = common::sio::SioPeer::start(&[]);
+    let job = create_with("SocketIO", HostOptions::server());
+    job.set("РежимДоставки", s("Опрос")).unwrap();
+    job.call_proc("Подписаться", &mut [s("order")]).unwrap();
+    let url = format!("ws://127.0.0.1:{}/orders", peer.port);
+    // Without the token the server refuses: the job logs ПоследняяОшибка and returns.
+    let refused = job.call("Подключиться", &mut [s(&url), s("")]).unwrap();
+    assert_eq!(refused, Var::Bool(false));
+    assert!(
+        job.get("ПоследняяОшибка")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("Not authorized")
+    );
+    let mut ev = [Var::I4(1000), Var::Empty, Var::Empty];
+    assert_eq!(
+        job.call("ПолучитьСобытие", &mut ev).unwrap(),
+        Var::Bool(true)
+    );
+    assert_eq!(ev[2], s("{\"Connection\": \"Fail\"}"));
+    // With ПараметрыПодключения.
+    let ok = job
+        .call("Подключиться", &mut [s(&url), s(SIO_JOB_OPTIONS)])
+        .unwrap();
+    assert_eq!(ok, Var::Bool(true));
+    job.call_proc("Отправить", &mut [s("ready")]).unwrap();
+    // The loop: Open first (not a Message: Продолжить), then the order.
+    let next = || {
+        let mut ev = [Var::I4(1000), Var::Empty, Var::Empty];
+        assert_eq!(
+            job.call("ПолучитьСобытие", &mut ev).unwrap(),
+            Var::Bool(true)
+        );
+        (
+            ev[1].as_str().unwrap().to_owned(),
+            ev[2].as_str().unwrap().to_owned(),
+        )
+    };
+    let (h, _) = next();
+    assert_eq!(h, r#"{"Event": "Connection","State": "Open"}"#);
+    let (h, d) = next();
+    let header: serde_json::Value = serde_json::from_str(&h).unwrap();
+    assert_eq!(header["Event"], "Message");
+    let args: serde_json::Value = serde_json::from_str(&d).unwrap();
+    assert_eq!(args, serde_json::json!(["order", {"id": 1, "sum": 100}]));
+    // ЗаписатьЗаказ's answer, by Подтвердить(Заголовок.Получить("Ack"), Ответ).
+    let ack = header["Ack"].as_i64().expect("the order asks for an ack");
+    job.call_proc("Подтвердить", &mut [Var::I8(ack), s("принят 1")])
+        .unwrap();
+    let answer = peer.expect("the answer", |v| v["answer"].is_array());
+    assert_eq!(answer["answer"], serde_json::json!(["принят 1"]));
+    // ОтправитьИЖдать("ack", Формат(Принято, "ЧГ=0"), 5000).
+    let total = job
+        .call("ОтправитьИЖдать", &mut [s("ack"), s("1"), Var::I4(5000)])
+        .unwrap();
+    assert_eq!(total, s(r#"[{"got":["1"]}]"#));
+    job.call_proc("Отключиться", &mut []).unwrap();
+    assert_eq!(job.conn().external_event_calls(), 0);
+    finish(job);
 }

@@ -8,7 +8,7 @@ use ws1c_host::{Host, HostOptions, Var};
 fn without_capabilities_the_add_in_never_asks_for_platform_interfaces() {
     let host = Host::load_without_capabilities(&ws1c_host::default_library_path())
         .expect("load the add-in");
-    for class in ["Client", "Server"] {
+    for class in ["Client", "Server", "SocketIO"] {
         let obj = host.create(class, HostOptions::default()).expect("create");
         assert_eq!(
             obj.conn().get_interface_calls(),

@@ -185,7 +185,7 @@ fn the_package_is_what_1c_loads() {
 
     // It loads in the emulated platform and works.
     let host = Host::load(&lib).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(host.class_names(), "Client|Server");
+    assert_eq!(host.class_names(), "Client|Server|SocketIO");
     assert_eq!(host.set_platform_capabilities(3), 3);
     let s = |v: &str| Var::Str(v.to_owned());
     {

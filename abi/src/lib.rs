@@ -35,7 +35,7 @@ const CAPABILITIES: c_int = 3;
 /// `eCanAttachAny`: in the platform's process or isolated.
 const ATTACH_ANY: c_int = 3;
 
-/// The class names, `Client|Server`.
+/// The class names, `Client|Server|SocketIO`.
 #[unsafe(no_mangle)]
 pub extern "C" fn GetClassNames() -> *const u16 {
     CLASS_NAMES_W.as_ptr()

@@ -120,7 +120,11 @@ fn drain_pushed(obj: &Obj, meter: &Meter) {
         }
         let n = evs
             .iter()
-            .filter(|e| e.message.starts_with("{\"Event\":\"Message\""))
+            .filter(|e| {
+                // The Socket.IO object's headers have ROM-SocketIO's spacing.
+                e.message.starts_with("{\"Event\":\"Message\"")
+                    || e.message.starts_with("{\"Event\": \"Message\"")
+            })
             .count();
         meter.add(n as u64);
     }
@@ -209,6 +213,58 @@ pub fn client_ingest(cfg: &Cfg, host: &Host, push: bool) -> f64 {
     } else {
         let receive = method(&obj, "Получить");
         let mut args = obj.prepare(&[Var::I4(1000), Var::Empty]);
+        while !meter.stopped() {
+            if call(&mut args, receive) == Var::Bool(true) {
+                meter.add(1);
+            }
+        }
+    }
+    let rate = sampler.join().unwrap_or(f64::NAN);
+    drop(obj);
+    drop(load);
+    rate
+}
+
+/// Scenario 9: event ingest of `class` (`SocketIO` against a Socket.IO flood server,
+/// subscribed to its event; `Client` against the plain flood server), by `ПолучитьСобытие`
+/// in a loop (pull) or `ExternalEvent` (push).
+pub fn event_ingest(cfg: &Cfg, host: &Host, class: &str, push: bool) -> f64 {
+    let sio = class == "SocketIO";
+    let load = Gen::start(
+        cfg,
+        if sio {
+            "sio-flood-server"
+        } else {
+            "flood-server"
+        },
+        &[],
+    );
+    let opts = if push {
+        push_options()
+    } else {
+        HostOptions::server()
+    };
+    let obj = host.create(class, opts).expect("create");
+    if push {
+        obj.set("РежимДоставки", s("События")).expect("mode");
+    }
+    if sio {
+        obj.call("Подписаться", &mut [s("tick")])
+            .expect("Подписаться");
+    }
+    let url = format!("ws://127.0.0.1:{}/", load.first);
+    obj.call("Подключиться", &mut [s(&url), s("")])
+        .expect("Подключиться");
+    let meter = Meter::new();
+    let m = meter.clone();
+    let sampler = sample_in_background(cfg, meter.clone(), move || {
+        m.n.load(std::sync::atomic::Ordering::Relaxed)
+    });
+    if push {
+        drain_pushed(&obj, &meter);
+    } else {
+        let receive = method(&obj, "ПолучитьСобытие");
+        let mut args = obj.prepare(&[Var::I4(1000), Var::Empty, Var::Empty]);
         while !meter.stopped() {
             if call(&mut args, receive) == Var::Bool(true) {
                 meter.add(1);

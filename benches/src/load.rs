@@ -83,7 +83,13 @@ async fn flood<S>(ws: &mut S, count: Option<u64>)
 where
     S: futures_util::Sink<Message> + Unpin,
 {
-    let msg = Message::text(PAYLOAD);
+    flood_with(ws, Message::text(PAYLOAD), count).await;
+}
+
+async fn flood_with<S>(ws: &mut S, msg: Message, count: Option<u64>)
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
     let mut i = 0u64;
     while count.is_none_or(|c| i < c) {
         if ws.feed(msg.clone()).await.is_err() {
@@ -262,6 +268,44 @@ pub fn main(mode: &str, args: &[String]) -> ! {
                             }
                             _ => tokio::time::sleep(Duration::from_secs(86_400)).await,
                         }
+                    });
+                }
+            }
+            "sio-flood-server" => {
+                // A Socket.IO (Engine.IO v4) server reduced to what the benchmark needs: the
+                // open packet, the namespace join, then `42["tick","<64 bytes>"]` flat out.
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                say(&format!(
+                    "PORT {}",
+                    listener.local_addr().expect("addr").port()
+                ));
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    tokio::spawn(async move {
+                        let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+                            return;
+                        };
+                        let (mut tx, mut rx) = ws.split();
+                        let open = r#"0{"sid":"bench","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#;
+                        if tx.send(Message::text(open)).await.is_err() {
+                            return;
+                        }
+                        while let Some(Ok(m)) = rx.next().await {
+                            if m.to_text().is_ok_and(|t| t.starts_with("40")) {
+                                break;
+                            }
+                        }
+                        if tx.send(Message::text(r#"40{"sid":"s1"}"#)).await.is_err() {
+                            return;
+                        }
+                        let tick = Message::text(format!(r#"42["tick","{PAYLOAD}"]"#));
+                        flood_with(&mut tx, tick, None).await;
+                        while let Some(Ok(_)) = rx.next().await {}
                     });
                 }
             }

@@ -234,7 +234,7 @@ pub fn addin_only() -> bool {
 }
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "ingest",
     "egress",
     "client",
@@ -243,6 +243,7 @@ const SCENARIOS: [&str; 8] = [
     "call",
     "idle",
     "handshake",
+    "socketio",
 ];
 
 fn main() {
@@ -412,6 +413,30 @@ fn main() {
                         results.add(&name, "addin", addin::handshakes(&cfg, &host, tls));
                         results.add(&name, "raw", raw::handshakes(&cfg, tls, false));
                         results.add(&name, "hop", raw::handshakes(&cfg, tls, true));
+                    }
+                }
+                "socketio" => {
+                    // The Socket.IO layer against the plain Client object, same run, same
+                    // loop: the "raw" column here is the Client object, not tokio-tungstenite.
+                    for push in [false, true] {
+                        let how = if push {
+                            "push"
+                        } else {
+                            "pull, ПолучитьСобытие"
+                        };
+                        let name = format!(
+                            "9. SocketIO event ingest ({how}) vs Client object (raw column), msg/s"
+                        );
+                        results.add(
+                            &name,
+                            "addin",
+                            addin::event_ingest(&cfg, &host, "SocketIO", push),
+                        );
+                        results.add(
+                            &name,
+                            "raw",
+                            addin::event_ingest(&cfg, &host, "Client", push),
+                        );
                     }
                 }
                 _ => {}

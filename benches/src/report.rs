@@ -80,6 +80,9 @@ fn target_of(name: &str) -> Target {
         Target::AtLeast(19_000.0)
     } else if name.starts_with("8.") {
         Target::RawAtLeast(0.8)
+    } else if name.starts_with("9.") {
+        // Issue 17: the Socket.IO layer costs at most 30 % of the Client object's rate.
+        Target::RawAtLeast(0.7)
     } else {
         Target::None
     }

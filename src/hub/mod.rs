@@ -187,6 +187,7 @@ fn message_bytes(ev: &Event) -> usize {
     match &ev.kind {
         EventKind::Text(t) => t.len(),
         EventKind::Binary(b) => b.len(),
+        EventKind::SocketIo(e) if e.message => e.data.len(),
         _ => 0,
     }
 }

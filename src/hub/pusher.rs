@@ -151,8 +151,8 @@ fn run(hub: &Hub) {
             .drain(..)
             .map(|item| {
                 let emitted = match &item {
-                    Push::Event(q) => sink.emit(&source, &q.ev.header(), &q.ev.payload()),
-                    Push::Copy(ev) => sink.emit(&source, &ev.header(), &ev.payload()),
+                    Push::Event(q) => sink.emit(&source, &q.ev.header_text(), &q.ev.payload()),
+                    Push::Copy(ev) => sink.emit(&source, &ev.header_text(), &ev.payload()),
                     Push::Note(note) => sink.emit(&source, note, ""),
                 };
                 (item, emitted)

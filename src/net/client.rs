@@ -216,7 +216,7 @@ impl ClientState {
     }
 }
 
-type Ws = WebSocketStream<MaybeTls>;
+pub(crate) type Ws = WebSocketStream<MaybeTls>;
 
 /// Whether `e` means the server wants (another) client certificate (see
 /// [`tls::client_cert_refused`]).
@@ -279,9 +279,9 @@ fn handshake_error(t: &Target, e: WsError, auth: Option<&tls::ClientAuth>) -> Er
 }
 
 /// What one successful connect gives.
-struct Established {
-    ws: Ws,
-    peer: SocketAddr,
+pub(crate) struct Established {
+    pub(crate) ws: Ws,
+    pub(crate) peer: SocketAddr,
     subprotocol: String,
     /// Response headers for the Open event.
     headers: Vec<(String, String)>,
@@ -481,7 +481,11 @@ fn response_headers(h: &HeaderMap) -> Vec<(String, String)> {
 }
 
 /// One connect within `timeout_ms`; the error says it was insecure when it was.
-async fn establish_bounded(t: &Target, o: &ClientOptions, log: &Log) -> Result<Established> {
+pub(crate) async fn establish_bounded(
+    t: &Target,
+    o: &ClientOptions,
+    log: &Log,
+) -> Result<Established> {
     let deadline = Instant::now() + o.timeout;
     let mut stage = ConnectStage::Resolve;
     // The inner steps that wait on the network (the TCP attempts) stop at the same

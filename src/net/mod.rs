@@ -8,6 +8,8 @@ pub mod forwarded;
 pub mod options;
 pub mod proxy;
 pub mod server;
+pub mod sio_client;
+pub mod socketio;
 pub mod stream;
 
 use std::sync::Arc;

@@ -258,6 +258,12 @@ impl ObjectCore {
         Ok(Value::Bool(found))
     }
 
+    /// The next event of any kind, waiting as `Таймаут` (argument 0) says.
+    pub fn next_event(&self, args: &Args) -> Result<Option<crate::event::Event>> {
+        let wait = wait_of(args.get(0))?;
+        Ok(self.hub.receive(wait, false))
+    }
+
     /// The next event's JSON header and payload.
     fn receive_event(&self, args: &mut Args) -> Result<Value> {
         let wait = wait_of(args.get(0))?;

@@ -9,6 +9,7 @@
 mod client;
 mod core;
 mod server;
+mod socketio;
 
 use std::time::Instant;
 
@@ -21,12 +22,13 @@ use crate::value::{ParamType, Value};
 pub use client::Client;
 pub use core::{ObjectCore, close_code};
 pub use server::Server;
+pub use socketio::SocketIo;
 
 /// The add-in's version, as `Версия` / `Version` reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Class names as `GetClassNames` lists them, `|`-separated.
-pub const CLASS_NAMES: &str = "Client|Server";
+pub const CLASS_NAMES: &str = "Client|Server|SocketIO";
 
 /// Arguments of one call: values in, by-reference values out.
 #[derive(Debug, Default)]
@@ -141,12 +143,15 @@ pub struct AddIn {
 }
 
 impl AddIn {
-    /// A new object of class `Client` or `Server` (case-insensitive), `None` otherwise.
+    /// A new object of class `Client`, `Server` or `SocketIO` (case-insensitive), `None`
+    /// otherwise.
     pub fn create(class: &str) -> Option<AddIn> {
         let obj: Box<dyn Object> = if class.eq_ignore_ascii_case("Client") {
             Box::new(Client::new())
         } else if class.eq_ignore_ascii_case("Server") {
             Box::new(Server::new())
+        } else if class.eq_ignore_ascii_case("SocketIO") {
+            Box::new(SocketIo::new())
         } else {
             return None;
         };

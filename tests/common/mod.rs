@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fault;
+pub mod sio;
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 

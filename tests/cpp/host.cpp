@@ -800,7 +800,7 @@ int main(int argc, char** argv) {
         std::vector<std::unique_ptr<Connection>> conns;  // kept alive to the end: late calls stay safe
         if (all) {
             std::u16string names = from_wz(ex.get_class_names());
-            check(names == u"Client|Server", "GetClassNames = " + utf8(names));
+            check(names == u"Client|Server|SocketIO", "GetClassNames = " + utf8(names));
             AppCapabilities caps = ex.set_platform_capabilities(eAppCapabilities3);
             check(caps == eAppCapabilities3, "SetPlatformCapabilities(3) = " + std::to_string(caps));
             AttachType at = ex.get_attach_type();
