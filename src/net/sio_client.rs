@@ -753,7 +753,7 @@ impl Session<'_> {
     ) -> Option<SessionEnd> {
         let mut next = Some(cmd);
         while let Some(cmd) = next.take() {
-            self.budget.release(&cmd);
+            self.budget.give(self.budget.charge(&cmd));
             match cmd {
                 Command::Send(m) => {
                     if let Err(e) = ws.feed(m).await {
