@@ -273,11 +273,14 @@ fn an_idle_persistent_client_expires_and_frees_its_socket_and_threads() {
     );
     // Runtime workers are shared by every object (and its blocking pool lingers for
     // seconds after a name lookup), so what a persistent client adds is its pusher.
+    // A new thread takes its name from inside itself, a moment after it exists.
+    std::thread::sleep(Duration::from_millis(200));
     let baseline = addin_threads("ws1c-push");
     let opts = r#"{"persistent": {"name": "ненадолго", "idle_expiry_ms": 300}}"#;
     let job1 = create_with("Client", job());
     assert_eq!(connect(&job1, &peer.url(), opts).unwrap(), Var::Bool(true));
     // The object's own pusher and the persistent client's.
+    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(addin_threads("ws1c-push"), baseline + 2);
     finish(job1);
     wait_until(Duration::from_secs(5), "the peer to see the close", || {
