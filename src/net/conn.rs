@@ -460,16 +460,16 @@ impl Writer {
             // Messages of this batch not yet known to be written: if the batch fails or is
             // cut short, they count as unsent.
             let mut in_batch = 0u64;
-            // Bytes of the send queue's bound this batch frees, given back once at its end:
-            // one atomic operation per batch, not one per message.
-            let mut freed = 0usize;
             // Feed everything already queued, then flush once. A peer that stops reading
             // blocks these writes for good: the token cuts them short.
             let batch = async {
                 let mut fed = 0usize;
                 let mut yielded = false;
                 loop {
-                    freed += budget.charge(&cmd);
+                    // Given back as each message is taken, not at the end of the batch: a
+                    // batch to a slow reader lasts as long as it reads, and bytes held that
+                    // long would make the bound bite before the message count does.
+                    budget.give(budget.charge(&cmd));
                     let r = match cmd {
                         Command::Send(m) => {
                             if !m.is_ping() {
@@ -514,7 +514,6 @@ impl Writer {
                 _ = &mut cancelled => None,
                 r = batch => Some(r),
             };
-            budget.give(freed);
             match result {
                 Some(Ok(())) => {}
                 None => {

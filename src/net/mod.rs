@@ -83,8 +83,8 @@ pub struct SendQueue {
 /// Why not a semaphore, nor one count both sides modify: the usual message finds room, yet
 /// tokio's `Semaphore::add_permits` takes its waiter lock on every release, and a shared
 /// count costs a compare-and-swap per message against the writer's updates. Here
-/// `Отправить` reads `freed` (written by the writer once per batch) and stores `sent`, which
-/// only it writes; the [`Notify`] is touched only while someone waits. The producer side is 1C's: the platform calls an object from one
+/// `Отправить` reads `freed` (written only by the writer) and stores `sent`, which only it
+/// writes; the [`Notify`] is touched only while someone waits. The producer side is 1C's: the platform calls an object from one
 /// thread at a time, and one object at a time holds a connection (persistent ones
 /// included); should two threads ever race here, the bound would be loose, never unsafe.
 #[derive(Clone)]
@@ -180,7 +180,7 @@ impl ByteBudget {
         }
     }
 
-    /// Gives back `n` written bytes (the writer, once per batch).
+    /// Gives back `n` bytes the writer has taken to write.
     pub fn give(&self, n: usize) {
         if n == 0 {
             return;
