@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -36,7 +36,7 @@ use crate::net::conn::{ConnectionTasks, End, close_queue, log_unsent};
 use crate::net::options::{ClientOptions, Reconnect};
 use crate::net::proxy;
 use crate::net::stream::{self, MaybeTls};
-use crate::net::{ByteBudget, Command, SendQueue};
+use crate::net::{ByteBudget, Command, Finished, SendQueue};
 use crate::tls;
 
 /// `Статус`: -1 error, 0 not connected, 1 connected.
@@ -165,8 +165,7 @@ pub struct ClientState {
     /// 1C asked to disconnect: no reconnect after this close.
     pub stopping: AtomicBool,
     /// Both tasks have ended.
-    finished: Mutex<bool>,
-    finished_cv: Condvar,
+    finished: Finished,
 }
 
 /// What an object holds of one connection (a persistent client's registry entry holds the
@@ -190,29 +189,22 @@ impl ClientState {
             status: AtomicI32::new(STATUS_CONNECTING),
             subprotocol: Mutex::new(String::new()),
             stopping: AtomicBool::new(false),
-            finished: Mutex::new(false),
-            finished_cv: Condvar::new(),
+            finished: Finished::default(),
         })
     }
 
     fn finish(&self) {
-        *self.finished.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.finished_cv.notify_all();
+        self.finished.set();
     }
 
     /// Whether the connection has ended.
     pub fn is_finished(&self) -> bool {
-        *self.finished.lock().unwrap_or_else(|e| e.into_inner())
+        self.finished.is_set()
     }
 
     /// Waits (on the 1C thread) until the connection has ended; false on timeout.
     pub fn wait_finished(&self, timeout: Duration) -> bool {
-        let g = self.finished.lock().unwrap_or_else(|e| e.into_inner());
-        let (g, _) = self
-            .finished_cv
-            .wait_timeout_while(g, timeout, |f| !*f)
-            .unwrap_or_else(|e| e.into_inner());
-        *g
+        self.finished.wait(timeout)
     }
 }
 

@@ -52,6 +52,36 @@ pub fn close_frame(code: u16, reason: &str) -> CloseFrame {
     }
 }
 
+/// The end of a connection task, waitable from the 1C thread.
+#[derive(Default)]
+pub struct Finished {
+    done: std::sync::Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Finished {
+    /// The task has ended.
+    pub fn set(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cv.notify_all();
+    }
+
+    /// Whether the task has ended.
+    pub fn is_set(&self) -> bool {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until the task has ended; false on timeout.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let g = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let (g, _) = self
+            .cv
+            .wait_timeout_while(g, timeout, |d| !*d)
+            .unwrap_or_else(|e| e.into_inner());
+        *g
+    }
+}
+
 /// How a command fared in a connection's bounded command queue.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Queued {

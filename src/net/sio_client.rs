@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -28,7 +28,7 @@ use crate::net::client::{self, Target, Ws};
 use crate::net::conn::close_queue;
 use crate::net::options::ClientOptions;
 use crate::net::socketio::{self as sio, Eio, EnginePacket, Kind};
-use crate::net::{ByteBudget, Command, close_frame};
+use crate::net::{ByteBudget, Command, Finished, close_frame};
 
 pub use crate::net::client::{
     STATUS_CONNECTING, STATUS_ERROR, STATUS_IDLE, STATUS_OPEN, STATUS_RECONNECTING,
@@ -123,8 +123,7 @@ pub struct SioState {
     pub stopping: AtomicBool,
     /// Blocking `ОтправитьИЖдать` calls by ack id: the reply goes there, not to the hub.
     pub waiting: Mutex<HashMap<u64, SyncSender<AckReply>>>,
-    finished: Mutex<bool>,
-    finished_cv: Condvar,
+    finished: Finished,
 }
 
 impl SioState {
@@ -137,8 +136,7 @@ impl SioState {
             reason: Mutex::default(),
             stopping: AtomicBool::new(false),
             waiting: Mutex::default(),
-            finished: Mutex::new(false),
-            finished_cv: Condvar::new(),
+            finished: Finished::default(),
         })
     }
 
@@ -159,23 +157,17 @@ impl SioState {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
-        *self.finished.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.finished_cv.notify_all();
+        self.finished.set();
     }
 
     /// Whether the task has ended.
     pub fn is_finished(&self) -> bool {
-        *self.finished.lock().unwrap_or_else(|e| e.into_inner())
+        self.finished.is_set()
     }
 
     /// Waits (on the 1C thread) until the task has ended; false on timeout.
     pub fn wait_finished(&self, timeout: Duration) -> bool {
-        let g = self.finished.lock().unwrap_or_else(|e| e.into_inner());
-        let (g, _) = self
-            .finished_cv
-            .wait_timeout_while(g, timeout, |f| !*f)
-            .unwrap_or_else(|e| e.into_inner());
-        *g
+        self.finished.wait(timeout)
     }
 }
 
