@@ -100,6 +100,7 @@ pub enum PropId {
     Undelivered,
     Subprotocol,
     ShutdownTimeout,
+    ShutdownTimeouts,
     Port,
     Connections,
     ConnectionCount,
@@ -286,7 +287,7 @@ const RECEIVE_EVENT: MethodDef = method(
 );
 
 /// Properties of the dispatch hub, the same on both objects.
-const HUB_PROPS: [PropDef; 6] = [
+const HUB_PROPS: [PropDef; 7] = [
     rw(
         PropId::DeliveryMode,
         n("РежимДоставки", "DeliveryMode"),
@@ -308,6 +309,10 @@ const HUB_PROPS: [PropDef; 6] = [
         PropId::ShutdownTimeout,
         n("ТаймаутЗавершения", "ShutdownTimeout"),
         Number,
+    ),
+    ro(
+        PropId::ShutdownTimeouts,
+        n("ЗавершенийПоТаймауту", "ShutdownTimeouts"),
     ),
 ];
 

@@ -12,7 +12,7 @@ use common::{
     s, serial, server_receive, wait_until,
 };
 use ws1c_host::ffi::app_type;
-use ws1c_host::{HostOptions, Var};
+use ws1c_host::{HostOptions, Obj, Var};
 
 fn app(code: i32) -> HostOptions {
     HostOptions {
@@ -208,6 +208,47 @@ fn a_slow_external_event_holds_up_neither_add_error_nor_other_sockets() {
         assert!(took < Duration::from_secs(5), "Done took {took:?}");
         finish(c);
     }
+}
+
+/// A `Done()` that hits `ТаймаутЗавершения` (here: the platform holds a push for 2 s, the
+/// bound is 200 ms) returns on time and is counted where 1C can read it:
+/// `ЗавершенийПоТаймауту` of any object, also one created later.
+#[test]
+fn a_shutdown_that_hits_its_bound_is_counted_for_1c() {
+    let _g = serial();
+    let counted = |o: &Obj| match o.get("ЗавершенийПоТаймауту").unwrap() {
+        Var::I4(n) => n,
+        other => panic!("ЗавершенийПоТаймауту = {other:?}"),
+    };
+    let greeter = greeting_server();
+    let mut slow = create_with(
+        "Client",
+        HostOptions {
+            event_delay: Some(Duration::from_secs(2)),
+            ..app(app_type::THIN_CLIENT)
+        },
+    );
+    let before = counted(&slow);
+    slow.set("ТаймаутЗавершения", Var::I4(200)).unwrap();
+    slow.set("РежимДоставки", s("События")).unwrap();
+    slow.call("Подключиться", &mut [s(&greeter.url())]).unwrap();
+    let conn = slow.conn();
+    wait_until(
+        Duration::from_secs(5),
+        "a push inside ExternalEvent",
+        || conn.events_in_flight() > 0,
+    );
+    let took = slow.done();
+    assert!(took < Duration::from_millis(1000), "Done took {took:?}");
+    finish(slow);
+    let later = create_with("Server", HostOptions::server());
+    assert!(
+        counted(&later) > before,
+        "the overrun was not counted: {} -> {}",
+        before,
+        counted(&later)
+    );
+    finish(later);
 }
 
 /// The platform's event buffer follows `РазмерОчереди`; a platform that silently discards

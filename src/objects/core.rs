@@ -188,6 +188,7 @@ impl ObjectCore {
         Some(match prop.id {
             PropId::Pending => Value::from_count(self.hub.pending() as u64),
             PropId::Undelivered => Value::from_count(self.hub.undelivered()),
+            PropId::ShutdownTimeouts => Value::from_count(crate::runtime::shutdown_timeouts()),
             _ => return None,
         })
     }
