@@ -151,29 +151,51 @@ impl Event {
         }
     }
 
-    /// The one-line JSON header (`Событие`).
-    pub fn header(&self) -> String {
-        // Messages are most events: their fixed shapes are written directly (same text as the
-        // general path below, which the tests compare against).
-        match (&self.kind, self.conn) {
+    /// Writes the header of a message event (most events) into `buf`, directly in its fixed
+    /// shape; false, with `buf` untouched, for every other event. The same text as the
+    /// general path of [`Event::header`], which the tests compare against.
+    fn write_message_header(&self, buf: &mut String) -> bool {
+        use std::fmt::Write;
+        let _ = match (&self.kind, self.conn) {
             // Text that goes as base64 takes the general path (it gains "Encoding").
-            (EventKind::Text(_), _) if self.base64_text() => {}
-            (EventKind::Text(_), None) => {
-                return r#"{"Event":"Message","Type":"Text"}"#.into();
-            }
+            (EventKind::Text(_), _) if self.base64_text() => return false,
+            (EventKind::Text(_), None) => buf.write_str(r#"{"Event":"Message","Type":"Text"}"#),
             (EventKind::Text(_), Some(c)) => {
-                return format!(r#"{{"Event":"Message","Type":"Text","Connection":{c}}}"#);
+                write!(
+                    buf,
+                    r#"{{"Event":"Message","Type":"Text","Connection":{c}}}"#
+                )
             }
             (EventKind::Binary(_), None) => {
-                return r#"{"Event":"Message","Type":"Binary","Encoding":"base64"}"#.into();
+                buf.write_str(r#"{"Event":"Message","Type":"Binary","Encoding":"base64"}"#)
             }
-            (EventKind::Binary(_), Some(c)) => {
-                return format!(
-                    r#"{{"Event":"Message","Type":"Binary","Connection":{c},"Encoding":"base64"}}"#
-                );
-            }
-            (EventKind::SocketIo(e), _) => return e.header.to_string(),
-            _ => {}
+            (EventKind::Binary(_), Some(c)) => write!(
+                buf,
+                r#"{{"Event":"Message","Type":"Binary","Connection":{c},"Encoding":"base64"}}"#
+            ),
+            _ => return false,
+        };
+        true
+    }
+
+    /// The header, borrowed where the event holds it rendered (Socket.IO events) and
+    /// otherwise written into `buf`: the pusher reuses one buffer for every event.
+    pub fn header_in<'a>(&'a self, buf: &'a mut String) -> &'a str {
+        if let EventKind::SocketIo(e) = &self.kind {
+            return &e.header;
+        }
+        buf.clear();
+        if !self.write_message_header(buf) {
+            *buf = self.header();
+        }
+        buf
+    }
+
+    /// The one-line JSON header (`Событие`).
+    pub fn header(&self) -> String {
+        let mut fast = String::with_capacity(80);
+        if self.write_message_header(&mut fast) {
+            return fast;
         }
         let fields: Vec<(&str, Json)> = match &self.kind {
             EventKind::Open {
@@ -234,15 +256,6 @@ impl Event {
             m.insert("Encoding".into(), json!("base64"));
         }
         Json::Object(m).to_string()
-    }
-
-    /// The header, borrowed where the event holds it rendered (Socket.IO events): the pusher
-    /// hands it to the platform without a copy.
-    pub fn header_text(&self) -> Cow<'_, str> {
-        match &self.kind {
-            EventKind::SocketIo(e) => Cow::Borrowed(&e.header),
-            _ => Cow::Owned(self.header()),
-        }
     }
 
     /// The payload (`Данные`).

@@ -6,17 +6,23 @@
 //! Holding a lock for the whole `ExternalEvent` call (as the first version did) means that
 //! an `ExternalEvent` that waits on something the 1C thread holds (its UI queue, a lock of
 //! its own) deadlocks with a 1C thread waiting for that lock in `AddError`. So every call
-//! only *registers* under the lock (armed? then `in_flight += 1`), makes the platform call
+//! only *registers* (armed? then one more in flight), makes the platform call
 //! with no lock held, and deregisters afterwards. `AddError` and `ExternalEvent` may then run
 //! at the same time, as the platform allows. `disarm` clears `armed` (no call can start
 //! after that) and waits, with a bound, until the calls in flight have returned: once it
 //! returns, nothing reaches 1C after `Done()`, and nothing touches the connection after the
 //! platform frees it. If the bound expires (a platform call that never returns), the
 //! straggler is inside the platform's own code; we stop waiting rather than hang 1C.
+//!
+//! The registration is one atomic word (the disarmed bit and the count), not a mutex: the
+//! pusher registers every event, and two uncontended lock round trips per event were a
+//! measurable part of the push path. The mutex and condvar are touched only by `disarm` and
+//! by the last call to leave after it.
 
+use std::cell::RefCell;
 use std::ffi::{c_int, c_long, c_void};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -76,18 +82,20 @@ pub const ADDIN_E_FAIL: u16 = 1006;
 /// What the platform announced in `SetPlatformCapabilities` (0 if it never called it).
 pub static PLATFORM_CAPABILITIES: AtomicI32 = AtomicI32::new(0);
 
-/// Whether calls may start, and how many are in the platform now.
-struct Gate {
-    armed: bool,
-    in_flight: usize,
-}
+/// The bit of [`Connection::gate`] set by `disarm`; the bits below it count the calls in
+/// the platform.
+const DISARMED: usize = 1 << (usize::BITS - 1);
 
 /// The disarmable handle to the platform connection, shared with the push path.
 pub struct Connection {
     /// Never dereferenced unless a call was admitted by `gate` (armed at its start).
     ptr: NonNull<RawConnection>,
-    gate: Mutex<Gate>,
-    /// Signalled when `in_flight` drops to 0 while disarmed.
+    /// `DISARMED` | calls in flight.
+    gate: AtomicUsize,
+    /// Held by `disarm` while it checks the count and by the last call to leave while it
+    /// signals `idle`, so that the signal cannot fall between the check and the wait.
+    idle_lock: Mutex<()>,
+    /// Signalled when the count drops to 0 while disarmed.
     idle: Condvar,
 }
 
@@ -105,11 +113,7 @@ struct Admission<'a> {
 
 impl Drop for Admission<'_> {
     fn drop(&mut self) {
-        let mut g = self.conn.lock();
-        g.in_flight -= 1;
-        if g.in_flight == 0 && !g.armed {
-            self.conn.idle.notify_all();
-        }
+        self.conn.leave();
     }
 }
 
@@ -121,44 +125,55 @@ impl Connection {
     pub unsafe fn from_raw(p: *mut c_void) -> Option<Connection> {
         NonNull::new(p.cast()).map(|ptr| Connection {
             ptr,
-            gate: Mutex::new(Gate {
-                armed: true,
-                in_flight: 0,
-            }),
+            gate: AtomicUsize::new(0),
+            idle_lock: Mutex::new(()),
             idle: Condvar::new(),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Gate> {
-        // The gate's two fields are written together; a panic cannot leave them torn.
-        self.gate.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_idle(&self) -> MutexGuard<'_, ()> {
+        // Guards no data; poisoning carries no meaning here.
+        self.idle_lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Admits one call, or `None` once disarmed. The lock is released before returning.
+    /// Admits one call, or `None` once disarmed.
     fn admit(&self) -> Option<Admission<'_>> {
-        let mut g = self.lock();
-        if !g.armed {
+        // Acquire pairs with `disarm`'s AcqRel: a call that sees the bit clear was counted
+        // before `disarm` read the count, so `disarm` waits for it.
+        let before = self.gate.fetch_add(1, Ordering::Acquire);
+        if before & DISARMED != 0 {
+            self.leave();
             return None;
         }
-        g.in_flight += 1;
         Some(Admission { conn: self })
+    }
+
+    /// Ends one counted call; the last one to leave after `disarm` wakes it.
+    fn leave(&self) {
+        let before = self.gate.fetch_sub(1, Ordering::AcqRel);
+        if before == DISARMED | 1 {
+            let _g = self.lock_idle();
+            self.idle.notify_all();
+        }
     }
 
     /// Refuses every later call and waits, at most `wait`, for the calls in flight. True if
     /// none is left in the platform.
     pub fn disarm(&self, wait: Duration) -> bool {
-        let mut g = self.lock();
-        g.armed = false;
-        let (g, _) = self
+        let g = self.lock_idle();
+        self.gate.fetch_or(DISARMED, Ordering::AcqRel);
+        let (_g, waited) = self
             .idle
-            .wait_timeout_while(g, wait, |g| g.in_flight > 0)
+            .wait_timeout_while(g, wait, |_| self.in_flight() > 0)
             .unwrap_or_else(|e| e.into_inner());
-        g.in_flight == 0
+        // Not a second read of the count: a call refused meanwhile counts itself for a
+        // moment, and would read as a straggler.
+        !waited.timed_out()
     }
 
     /// Calls currently inside the platform (for tests and the log).
     pub fn in_flight(&self) -> usize {
-        self.lock().in_flight
+        self.gate.load(Ordering::Acquire) & !DISARMED
     }
 
     /// `AddError(ADDIN_E_FAIL, source, descr, 1)`: with `false` from the entry, this is an
@@ -232,21 +247,49 @@ impl EventSink for Connection {
         let Some(_call) = self.admit() else {
             return Emit::Closed;
         };
-        let mut source = wstr::to_wide_nul(source);
-        let mut event = wstr::to_wide_nul(event);
-        let mut data = wstr::to_wide_nul(data);
-        let this = self.ptr.as_ptr();
-        // SAFETY: admitted while armed, and `disarm` (in `Done()`) waits for the admission to
-        // end, so the connection is live for the whole call although no lock is held; the
-        // three strings are NUL-terminated and outlive the call.
-        let ok = unsafe {
-            ((*(*this).vtable).external_event)(
-                this.cast(),
-                source.as_mut_ptr(),
-                event.as_mut_ptr(),
-                data.as_mut_ptr(),
-            )
+        // Why a buffer per thread: the three strings of every event used to be three
+        // allocations and three frees on the pusher thread. One buffer, reused, holds them
+        // end to end. A platform that called back into the add-in on this thread while the
+        // buffer is in use would find it borrowed and get a buffer of its own.
+        let raise = |w: &mut Vec<u16>| {
+            w.clear();
+            let (s, e, d) = (
+                wstr::push_wide_nul(w, source),
+                wstr::push_wide_nul(w, event),
+                wstr::push_wide_nul(w, data),
+            );
+            let base = w.as_mut_ptr();
+            let this = self.ptr.as_ptr();
+            // SAFETY: admitted while armed, and `disarm` (in `Done()`) waits for the
+            // admission to end, so the connection is live for the whole call although no lock
+            // is held; the offsets start three NUL-terminated strings inside `w`, which is not
+            // touched until the call returns (the platform copies them).
+            let ok = unsafe {
+                ((*(*this).vtable).external_event)(
+                    this.cast(),
+                    base.add(s),
+                    base.add(e),
+                    base.add(d),
+                )
+            };
+            if w.capacity() > WIDE_KEEP {
+                // One huge message must not pin its size on the thread for good.
+                *w = Vec::new();
+            }
+            if ok { Emit::Delivered } else { Emit::Refused }
         };
-        if ok { Emit::Delivered } else { Emit::Refused }
+        WIDE.try_with(|cell| match cell.try_borrow_mut() {
+            Ok(mut w) => raise(&mut w),
+            Err(_) => raise(&mut Vec::new()),
+        })
+        .unwrap_or_else(|_| raise(&mut Vec::new()))
     }
+}
+
+/// Capacity (in units) the per-thread event buffer keeps between events.
+const WIDE_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    /// The push path's UTF-16 buffer: source, event and data of one `ExternalEvent`.
+    static WIDE: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }

@@ -6,21 +6,29 @@ const MAX_SCAN: usize = 1 << 20;
 
 /// `s` as UTF-16 with a trailing NUL, for calls into the platform (it copies them).
 pub fn to_wide_nul(s: &str) -> Vec<u16> {
-    let mut w = Vec::with_capacity(utf16_len(s) + 1);
-    if s.is_ascii() {
-        // The common case (JSON headers, most messages): one widening copy, no decoding.
-        w.extend(s.bytes().map(u16::from));
-    } else {
-        w.extend(s.encode_utf16());
-    }
-    w.push(0);
+    let mut w = Vec::new();
+    push_wide_nul(&mut w, s);
     w
+}
+
+/// Appends `s` as UTF-16 and a NUL to `w`; returns where it starts. Several strings share
+/// one buffer this way (the push path reuses it for every event).
+pub fn push_wide_nul(w: &mut Vec<u16>, s: &str) -> usize {
+    let start = w.len();
+    let units = utf16_len(s);
+    w.resize(start + units + 1, 0);
+    encode_into(s, &mut w[start..start + units]);
+    start
 }
 
 /// The length of `s` in UTF-16 units, without decoding it: one unit per character (every
 /// byte that is not a UTF-8 continuation byte), plus one more for each 4-byte character
 /// (those are surrogate pairs in UTF-16).
 pub fn utf16_len(s: &str) -> usize {
+    if s.is_ascii() {
+        // The common case (JSON headers, most messages), checked a word at a time.
+        return s.len();
+    }
     s.bytes()
         .map(|b| usize::from((b & 0xC0) != 0x80) + usize::from(b >= 0xF0))
         .sum()
@@ -29,8 +37,9 @@ pub fn utf16_len(s: &str) -> usize {
 /// Writes `s` as UTF-16 into `out`, which holds exactly `utf16_len(s)` units.
 pub fn encode_into(s: &str, out: &mut [u16]) {
     if s.is_ascii() {
-        for (o, b) in out.iter_mut().zip(s.bytes()) {
-            *o = u16::from(b);
+        // One widening copy over equal-length slices, which the compiler vectorises.
+        for (o, b) in out.iter_mut().zip(s.as_bytes()) {
+            *o = u16::from(*b);
         }
     } else {
         for (o, u) in out.iter_mut().zip(s.encode_utf16()) {
@@ -140,6 +149,20 @@ mod tests {
             assert_eq!(from_units(&std_units), s);
         }
         assert_eq!(from_units(&[0x41, 0xDC00, 0x42]), "A\u{FFFD}B");
+    }
+
+    #[test]
+    fn strings_pushed_into_one_buffer_keep_their_own_terminators() {
+        let mut w = vec![7u16];
+        let (a, b, c) = (
+            push_wide_nul(&mut w, "ab"),
+            push_wide_nul(&mut w, ""),
+            push_wide_nul(&mut w, "я😀"),
+        );
+        assert_eq!((a, b, c), (1, 4, 5));
+        assert_eq!(w, [7, 0x61, 0x62, 0, 0, 0x44F, 0xD83D, 0xDE00, 0]);
+        // SAFETY: each offset starts a NUL-terminated string inside the live buffer.
+        assert_eq!(unsafe { read_nul(w[c..].as_ptr()) }, "я😀");
     }
 
     #[test]

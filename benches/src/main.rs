@@ -16,7 +16,8 @@
 //! Usage: `ws1c-bench [--quick | --smoke] [--runs N] [--only a,b] [--pin] [--out FILE]`;
 //! `ws1c-bench load MODE ARGS…` is the load generator; `ws1c-bench idle IMPL N` one idle-memory
 //! measurement in a fresh process. For a profiler: `WS1C_BENCH_ADDIN_ONLY=1` skips the
-//! baselines, `WS1C_BENCH_EGRESS=1|100|all` keeps one egress case, e.g.
+//! baselines, `WS1C_BENCH_EGRESS=1|100|all` keeps one egress case and
+//! `WS1C_BENCH_PUSH=1|100|client` one push case, e.g.
 //! `WS1C_BENCH_ADDIN_ONLY=1 WS1C_BENCH_EGRESS=1 perf record -g --sample-cpu taskset -c 0
 //! target/release/ws1c-bench --pin --quick --only egress`.
 
@@ -356,13 +357,21 @@ fn main() {
                     results.add(name, "hop", raw::client_ingest(&cfg, true));
                 }
                 "push" => {
+                    // `WS1C_BENCH_PUSH=1` (or 100, client) narrows the scenario for a profiler.
+                    let narrow = std::env::var("WS1C_BENCH_PUSH").unwrap_or_default();
                     for n in [1, 100] {
+                        if !narrow.is_empty() && narrow != n.to_string() {
+                            continue;
+                        }
                         let name = format!("4. push: server ingest, {n} client(s), msg/s");
                         results.add(&name, "addin", addin::server_ingest(&cfg, &host, n, true));
                         results.add(&name, "raw", raw::server_ingest(&cfg, n, false));
                         results.add(&name, "hop", raw::server_ingest(&cfg, n, true));
                     }
                     let name = "4. push: client ingest, msg/s";
+                    if !narrow.is_empty() && narrow != "client" {
+                        continue;
+                    }
                     results.add(name, "addin", addin::client_ingest(&cfg, &host, true));
                     results.add(name, "raw", raw::client_ingest(&cfg, false));
                     results.add(name, "hop", raw::client_ingest(&cfg, true));

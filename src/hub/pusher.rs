@@ -106,6 +106,12 @@ impl Drop for Pusher {
 /// The thread's loop.
 fn run(hub: &Hub) {
     let mut batch: Vec<Push> = Vec::with_capacity(BATCH);
+    // Headers are written here, one event at a time, instead of allocated per event.
+    let mut head = String::new();
+    // (item, outcome) in order, settled under the lock; then the delivered items, freed
+    // after the lock is released so that the producers never wait for a deallocation.
+    let mut outcomes: Vec<(Push, Emit)> = Vec::with_capacity(BATCH);
+    let mut spent: Vec<Push> = Vec::with_capacity(BATCH);
     loop {
         let mut spin_end = None;
         let (sink, source) = {
@@ -146,36 +152,41 @@ fn run(hub: &Hub) {
                 g.pusher_idle = false;
             }
         };
-        // (item, outcome) in order, settled under the lock below.
-        let outcomes: Vec<(Push, Emit)> = batch
-            .drain(..)
-            .map(|item| {
-                let emitted = match &item {
-                    Push::Event(q) => sink.emit(&source, &q.ev.header_text(), &q.ev.payload()),
-                    Push::Copy(ev) => sink.emit(&source, &ev.header_text(), &ev.payload()),
-                    Push::Note(note) => sink.emit(&source, note, ""),
-                };
-                (item, emitted)
-            })
-            .collect();
-        settle(hub, outcomes);
+        outcomes.extend(batch.drain(..).map(|item| {
+            let emitted = match &item {
+                Push::Event(q) => sink.emit(&source, q.ev.header_in(&mut head), &q.ev.payload()),
+                Push::Copy(ev) => sink.emit(&source, ev.header_in(&mut head), &ev.payload()),
+                Push::Note(note) => sink.emit(&source, note, ""),
+            };
+            (item, emitted)
+        }));
+        settle(hub, &mut outcomes, &mut spent);
+        spent.clear();
     }
 }
 
 /// Books the outcome of a batch: delivered events leave the queue; refused ones are counted
 /// and wait for pull, in arrival order among the events already there.
-fn settle(hub: &Hub, outcomes: Vec<(Push, Emit)>) {
+/// Delivered items move to `spent`, for the caller to free outside the lock.
+fn settle(hub: &Hub, outcomes: &mut Vec<(Push, Emit)>, spent: &mut Vec<Push>) {
     let mut g = hub.lock();
     let (mut wake_producers, mut back) = (false, false);
-    for (item, emitted) in outcomes {
+    for (item, emitted) in outcomes.drain(..) {
         if emitted == Emit::Refused && !matches!(item, Push::Note(_)) {
             g.undelivered += 1;
         }
-        let Push::Event(q) = item else { continue };
+        let q = match item {
+            Push::Event(q) => q,
+            other => {
+                spent.push(other);
+                continue;
+            }
+        };
         if emitted == Emit::Delivered {
             let before = g.queued;
             g.queued -= 1;
             wake_producers |= Hub::should_wake_producers(before, g.capacity);
+            spent.push(Push::Event(q));
         } else {
             g.pull.insert(q);
             back = true;
