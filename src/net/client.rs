@@ -662,7 +662,7 @@ pub async fn run(task: Task) {
             pong_timeout: options.ping_interval.map(|_| options.pong_timeout),
             log: log.clone(),
         };
-        let mut ended = pump.run(est.ws).await;
+        let mut ended = pump.run(Box::new(est.ws)).await;
         let stopped =
             token.is_cancelled() || drain.is_cancelled() || shared.stopping.load(Ordering::SeqCst);
         let again = options.reconnect.enabled && !stopped && ended.commands.is_some();

@@ -431,7 +431,10 @@ pub async fn accept_loop(listener: TcpListener, ctx: Arc<ServerRun>) {
         let (id, pushed_out) = locked(&handshakes).start();
         let handshakes = handshakes.clone();
         ctx.spawn(async move {
-            let shaken = shake(tcp, addr, &slots, &pushed_out, &c).await;
+            // Boxed: a task's memory is sized for its largest state, which is the TLS and
+            // WebSocket handshake; in its own allocation, freed when the handshake ends, it
+            // no longer sizes what an open (mostly idle) connection holds for hours.
+            let shaken = Box::pin(shake(tcp, addr, &slots, &pushed_out, &c)).await;
             locked(&handshakes).end(id);
             if let Some((ws, seen, permit)) = shaken {
                 connection(ws, seen, addr, permit, c).await;
@@ -698,7 +701,7 @@ async fn shake(
     slots: &Arc<Semaphore>,
     pushed_out: &CancellationToken,
     ctx: &ServerRun,
-) -> Option<(ServerWs, Seen, OwnedSemaphorePermit)> {
+) -> Option<(Box<ServerWs>, Seen, OwnedSemaphorePermit)> {
     let bound = ctx.options.handshake_timeout;
     let reason = tokio::select! {
         _ = ctx.drain.cancelled() => return None,
@@ -707,7 +710,7 @@ async fn shake(
             ctx.options.max_pending_handshakes
         ),
         r = tokio::time::timeout(bound, handshake(tcp, addr, ctx, slots)) => match r {
-            Ok(Ok(x)) => return Some(x),
+            Ok(Ok((ws, seen, permit))) => return Some((Box::new(ws), seen, permit)),
             Ok(Err(reason)) => reason,
             Err(_) => format!("no handshake within {} ms", bound.as_millis()),
         },
@@ -718,7 +721,7 @@ async fn shake(
 }
 
 async fn connection(
-    ws: ServerWs,
+    ws: Box<ServerWs>,
     seen: Seen,
     addr: SocketAddr,
     permit: OwnedSemaphorePermit,
