@@ -338,6 +338,50 @@ mod tests {
     }
 
     #[test]
+    fn the_pushers_header_is_the_same_text_as_the_pull_header() {
+        let sio = EventKind::SocketIo(Box::new(SioEvent {
+            header: r#"{"Event": "Message","Name": "tick"}"#.into(),
+            data: "[]".into(),
+            attachments: Vec::new(),
+            message: true,
+        }));
+        let kinds = || {
+            vec![
+                EventKind::Text("x".into()),
+                EventKind::Text("a\0b".into()),
+                EventKind::Binary(vec![1, 2]),
+                EventKind::Pong(vec![0]),
+                EventKind::Close {
+                    code: 1000,
+                    reason: "bye".into(),
+                    unsent: 2,
+                },
+                EventKind::Fail {
+                    error: "e".into(),
+                    unsent: 0,
+                },
+            ]
+        };
+        // One buffer for all of them, as the pusher does: nothing of a longer header is left.
+        let mut buf = String::new();
+        for conn in [None, Some(12_345)] {
+            for kind in kinds() {
+                let e = ev(conn, kind);
+                assert_eq!(e.header_in(&mut buf), e.header());
+            }
+        }
+        let e = ev(None, sio);
+        assert_eq!(e.header_in(&mut buf), e.header());
+        assert!(std::ptr::eq(
+            e.header_in(&mut buf),
+            match &e.kind {
+                EventKind::SocketIo(s) => &*s.header,
+                _ => unreachable!(),
+            }
+        ));
+    }
+
+    #[test]
     fn shapes_are_exactly_the_documented_ones() {
         let open = ev(
             Some(7),

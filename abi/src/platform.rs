@@ -293,3 +293,200 @@ thread_local! {
     /// The push path's UTF-16 buffer: source, event and data of one `ExternalEvent`.
     static WIDE: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
+
+#[cfg(test)]
+mod tests {
+    //! The gate against a fake connection object: the platform's side of the contract
+    //! (strings whole, nothing after `disarm`, a bounded wait for a call in flight).
+
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Barrier};
+
+    #[repr(C)]
+    struct Fake {
+        vtable: *const AddInDefBaseVTable,
+        calls: AtomicUsize,
+        /// Set once `disarm` returned true: a call seen after that is a violation.
+        disarmed: AtomicBool,
+        late: AtomicUsize,
+        /// Held by a test to keep a call inside the platform.
+        hold: Mutex<()>,
+        seen: Mutex<Vec<[String; 3]>>,
+    }
+
+    // SAFETY: the only non-thread-safe field is the pointer to an immutable static vtable.
+    unsafe impl Send for Fake {}
+    // SAFETY: as above; every other field is synchronised.
+    unsafe impl Sync for Fake {}
+
+    unsafe extern "system" fn external_event(
+        this: *mut c_void,
+        source: *mut u16,
+        event: *mut u16,
+        data: *mut u16,
+    ) -> bool {
+        // SAFETY: `this` is the `Fake` the test passed to `from_raw`, alive for the test.
+        let f = unsafe { &*this.cast::<Fake>() };
+        if f.disarmed.load(Ordering::SeqCst) {
+            f.late.fetch_add(1, Ordering::SeqCst);
+        }
+        let _held = f.hold.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the add-in passes three NUL-terminated strings that outlive the call.
+        let strings = unsafe {
+            [
+                wstr::read_nul(source),
+                wstr::read_nul(event),
+                wstr::read_nul(data),
+            ]
+        };
+        f.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(strings);
+        f.calls.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    unsafe extern "system" fn add_error(
+        _: *mut c_void,
+        _: u16,
+        _: *const u16,
+        _: *const u16,
+        _: c_long,
+    ) -> bool {
+        true
+    }
+
+    unsafe extern "system" fn set_depth(_: *mut c_void, _: c_long) -> bool {
+        true
+    }
+
+    unsafe extern "system" fn get_interface(_: *mut c_void, _: c_int) -> *mut c_void {
+        std::ptr::null_mut()
+    }
+
+    static VTABLE: AddInDefBaseVTable = AddInDefBaseVTable {
+        _dtor: 0,
+        #[cfg(not(windows))]
+        _dtor2: 0,
+        add_error,
+        _read: 0,
+        _write: 0,
+        _register_profile_as: 0,
+        set_event_buffer_depth: set_depth,
+        _get_event_buffer_depth: 0,
+        external_event,
+        _clean_event_buffer: 0,
+        _set_status_line: 0,
+        _reset_status_line: 0,
+        get_interface,
+    };
+
+    fn fake() -> Arc<Fake> {
+        Arc::new(Fake {
+            vtable: &VTABLE,
+            calls: AtomicUsize::new(0),
+            disarmed: AtomicBool::new(false),
+            late: AtomicUsize::new(0),
+            hold: Mutex::new(()),
+            seen: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn connect(f: &Arc<Fake>) -> Arc<Connection> {
+        // SAFETY: the fake is a live object whose first field is the vtable pointer, and the
+        // test keeps it alive (the `Arc`) longer than the connection is used.
+        let c = unsafe { Connection::from_raw(Arc::as_ptr(f).cast_mut().cast()) };
+        Arc::new(c.expect("non-null"))
+    }
+
+    #[test]
+    fn strings_arrive_whole_and_nothing_starts_after_disarm() {
+        let f = fake();
+        let c = connect(&f);
+        let big = "ж".repeat(WIDE_KEEP + 10);
+        assert_eq!(
+            c.emit("WebSocket", "{\"Event\":1}", "данные 😀"),
+            Emit::Delivered
+        );
+        assert_eq!(c.emit("src", "", &big), Emit::Delivered);
+        // The buffer grown by `big` is given back, and the next event is still whole.
+        assert_eq!(c.emit("a", "b", "c"), Emit::Delivered);
+        let seen = f.seen.lock().unwrap().clone();
+        assert_eq!(
+            seen[0],
+            [
+                "WebSocket".to_owned(),
+                "{\"Event\":1}".into(),
+                "данные 😀".into()
+            ]
+        );
+        assert_eq!(seen[1][2], big);
+        assert_eq!(seen[2], ["a".to_owned(), "b".into(), "c".into()]);
+        assert!(c.disarm(Duration::from_secs(1)));
+        assert_eq!(c.emit("a", "b", "c"), Emit::Closed);
+        assert!(!c.add_error("a", "b"));
+        assert!(!c.set_event_buffer_depth(5));
+        assert_eq!(f.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn disarm_waits_for_a_call_in_flight_within_its_bound() {
+        let f = fake();
+        let c = connect(&f);
+        let held = f.hold.lock().unwrap();
+        let (c2, f2) = (c.clone(), f.clone());
+        let caller = std::thread::spawn(move || {
+            let _keep = f2;
+            c2.emit("s", "e", "d")
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while c.in_flight() == 0 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(c.in_flight(), 1, "the call never entered the platform");
+        // Bound expires with the call still inside: reported as a straggler.
+        assert!(!c.disarm(Duration::from_millis(50)));
+        drop(held);
+        assert_eq!(caller.join().unwrap(), Emit::Delivered);
+        assert_eq!(c.in_flight(), 0);
+        assert!(c.disarm(Duration::ZERO));
+    }
+
+    #[test]
+    fn emits_racing_disarm_never_reach_the_platform_after_it() {
+        for _ in 0..20 {
+            let f = fake();
+            let c = connect(&f);
+            let start = Arc::new(Barrier::new(5));
+            let callers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (c, f, start) = (c.clone(), f.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        let _keep = f;
+                        start.wait();
+                        let mut n = 0u32;
+                        while c.emit("s", "e", "d") != Emit::Closed {
+                            n += 1;
+                            assert!(n < 10_000_000, "never saw the disarm");
+                        }
+                    })
+                })
+                .collect();
+            start.wait();
+            while f.calls.load(Ordering::SeqCst) < 100 {
+                std::thread::yield_now();
+            }
+            // Refused admissions racing it count themselves for a moment: still true.
+            assert!(c.disarm(Duration::from_secs(5)));
+            f.disarmed.store(true, Ordering::SeqCst);
+            for t in callers {
+                t.join().unwrap();
+            }
+            assert_eq!(f.late.load(Ordering::SeqCst), 0);
+            assert_eq!(c.in_flight(), 0);
+        }
+    }
+}
