@@ -153,6 +153,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// «Нет соединения»: a send or close on a client or Socket.IO object that is not
+    /// connected.
+    pub fn not_connected() -> Error {
+        Error::Client(ClientError::NotConnected)
+    }
+
     /// A network or connection error with both texts.
     pub fn net(ru: impl Into<String>, en: impl Into<String>) -> Error {
         Error::Net {

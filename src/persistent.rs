@@ -178,9 +178,9 @@ pub static SERVERS: Registry<Persistent> = Registry::new();
 /// The persistent clients.
 pub static CLIENTS: Registry<PersistentClient> = Registry::new();
 
-/// One persistent entry: what servers and clients share (name, runtime side, hub and
+/// A persistent server or client kept in its registry: what both share (name, runtime side, hub and
 /// pusher, who holds it), plus `kind`, what is their own (read through `Deref`).
-pub struct Entry<K> {
+pub struct Kept<K> {
     /// Its name (`persistent.name`).
     pub name: String,
     /// Its runtime side (its own lease, tokens and tracker).
@@ -195,14 +195,14 @@ pub struct Entry<K> {
     pub kind: K,
 }
 
-impl<K> std::ops::Deref for Entry<K> {
+impl<K> std::ops::Deref for Kept<K> {
     type Target = K;
     fn deref(&self) -> &K {
         &self.kind
     }
 }
 
-impl<K: Send + Sync + 'static> Lasting for Entry<K> {
+impl<K: Send + Sync + 'static> Lasting for Kept<K> {
     fn name(&self) -> &str {
         &self.name
     }
@@ -226,7 +226,7 @@ pub struct ServerPart {
 }
 
 /// One persistent server.
-pub type Persistent = Entry<ServerPart>;
+pub type Persistent = Kept<ServerPart>;
 
 /// A persistent client's own part: the connection task (with its reconnection policy and
 /// its send queue) runs on the entry's engine and publishes to the entry's hub, so neither
@@ -250,7 +250,7 @@ impl ClientPart {
 }
 
 /// One persistent client.
-pub type PersistentClient = Entry<ClientPart>;
+pub type PersistentClient = Kept<ClientPart>;
 
 /// How an expiry ends an entry's tasks: drain (queued messages go out, connections close
 /// with 1001), then cancel what is left after `bound`.

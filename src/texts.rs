@@ -914,7 +914,7 @@ fn io_reason(e: &std::io::Error, lang: Lang) -> String {
 }
 
 /// A byte count as a 1C developer reads it.
-fn size(bytes: u64, lang: Lang) -> String {
+fn size_text(bytes: u64, lang: Lang) -> String {
     if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} {}", bytes >> 20, lang.pick("МиБ", "MiB"))
     } else {
@@ -950,7 +950,8 @@ fn file(e: &FileError, lang: Lang) -> String {
             }
         }
         FileError::TooLarge { kind, path, limit } => {
-            let (path, what, limit) = (quote(path), file_kind(*kind, lang), size(*limit, lang));
+            let (path, what, limit) =
+                (quote(path), file_kind(*kind, lang), size_text(*limit, lang));
             if ru {
                 format!("«{path}» ({what}) больше допустимых {limit}: это не тот файл?")
             } else {
@@ -1074,7 +1075,7 @@ fn arg_problem(p: ArgProblem, lang: Lang) -> &'static str {
     }
 }
 
-fn cert_problem(p: &CertProblem, host: &str, lang: Lang) -> String {
+fn cert_problem_text(p: &CertProblem, host: &str, lang: Lang) -> String {
     let ru = lang == Lang::Ru;
     match p {
         CertProblem::UnknownIssuer => lang.pick(
@@ -1144,10 +1145,10 @@ fn cert_problem(p: &CertProblem, host: &str, lang: Lang) -> String {
     .to_owned()
 }
 
-fn handshake_problem(p: &HandshakeProblem, host: &str, lang: Lang) -> String {
+fn handshake_problem_text(p: &HandshakeProblem, host: &str, lang: Lang) -> String {
     let ru = lang == Lang::Ru;
     match p {
-        HandshakeProblem::ServerCertificate(c) => return cert_problem(c, host, lang),
+        HandshakeProblem::ServerCertificate(c) => return cert_problem_text(c, host, lang),
         HandshakeProblem::ClientCertificateRefused => lang.pick(
             "сервер не принял клиентский сертификат или требует его (tls.cert_file / tls.pfx_file)",
             "the server refused the client certificate or requires one (tls.cert_file / tls.pfx_file)",
@@ -1332,7 +1333,7 @@ fn tls(e: &TlsError, lang: Lang) -> String {
             port,
             problem,
         } => {
-            let why = handshake_problem(problem, host, lang);
+            let why = handshake_problem_text(problem, host, lang);
             let host = quote(host);
             if ru {
                 format!("Ошибка TLS при подключении к {host}:{port}: {why}")

@@ -135,7 +135,7 @@ fn no_answer(current: &Current) -> Error {
 
 /// Runs `job` (which reads files) on a helper thread and waits for it at most
 /// [`FILE_TIMEOUT`], blocking the calling thread; for the 1C thread.
-fn bounded<T, F>(job: F) -> Result<T>
+fn off_thread_bounded<T, F>(job: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&Current) -> Result<T> + Send + 'static,
@@ -794,7 +794,7 @@ pub fn server_config(
         }
         // A server meant to be wss:// must never start as ws://.
         let k = key_or_password.to_owned();
-        let second = bounded(move |c| Ok(is_file(c, FileKind::Key, &k)))?;
+        let second = off_thread_bounded(move |c| Ok(is_file(c, FileKind::Key, &k)))?;
         return Err(args_error(
             ArgProblem::KeyWithoutCertificate,
             [
@@ -816,7 +816,7 @@ pub fn server_config(
         key_or_password.to_owned(),
         password.to_owned(),
     );
-    let ck = bounded(move |cur| server_identity(cur, &c, &k, &p))?;
+    let ck = off_thread_bounded(move |cur| server_identity(cur, &c, &k, &p))?;
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|_| Error::Tls(TlsError::Setup))?

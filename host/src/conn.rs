@@ -13,7 +13,7 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use crate::ffi::*;
-use crate::var::{read_wz_opt, wz};
+use crate::var::{from_long, read_wz_opt, wz};
 use crate::{HostOptions, guard, lock, unexpected_dtor};
 
 /// One `AddError` call.
@@ -431,12 +431,6 @@ pub(crate) fn push_capped(v: &mut Vec<String>, text: String) {
         MAX_RECORDS => v.push("... (further records dropped)".into()),
         _ => {}
     }
-}
-
-/// C++ `long` to i64 (identity on LP64, widening on Windows).
-#[allow(clippy::useless_conversion)]
-fn from_long(v: c_long) -> i64 {
-    v.into()
 }
 
 fn slot_name(slot: usize) -> &'static str {

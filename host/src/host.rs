@@ -14,7 +14,7 @@ use crate::conn::Conn;
 use crate::ffi::*;
 use crate::lock;
 use crate::mem::{MemManager, MemState, MemStats};
-use crate::var::{Var, decode, encode, read_wz, release, wz};
+use crate::var::{Var, decode, encode, from_long, read_wz, release, wz};
 
 /// Calls method `$slot` of the interface at sub-object `$k` (0 IInitDoneBase, 1
 /// ILanguageExtenderBase, 2 LocaleBase, 3 UserLanguageBase) of `$obj`, with `this` = the
@@ -516,12 +516,6 @@ impl Host {
         }
         v
     }
-}
-
-/// C++ `long` to i64 (identity on LP64, widening on Windows).
-#[allow(clippy::useless_conversion)]
-fn from_long(v: c_long) -> i64 {
-    v.into()
 }
 
 /// Sanity bound on `GetNParams` (the host allocates that many variants).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::ffi::*;
 use crate::host::Exports;
-use crate::var::read_wz;
+use crate::var::{read_wz, wz};
 use crate::{Host, HostOptions, HostTm, Var};
 
 #[repr(C)]
@@ -145,10 +145,6 @@ impl Mock {
         let c = self.conn.load(Ordering::SeqCst);
         (c, conn_vt(c))
     }
-}
-
-fn wz(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain([0]).collect()
 }
 
 fn find(name: *const u16, names: impl Iterator<Item = (usize, &'static str)>) -> c_long {

@@ -510,6 +510,12 @@ pub(crate) fn release(mm: &MemState, t: &mut TVariant) {
     *t = TVariant::zeroed();
 }
 
+/// C++ `long` to i64 (identity on LP64, widening on Windows).
+#[allow(clippy::useless_conversion)]
+pub(crate) fn from_long(v: std::ffi::c_long) -> i64 {
+    v.into()
+}
+
 /// Encodes a Rust string as NUL-terminated UTF-16.
 pub(crate) fn wz(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(std::iter::once(0)).collect()

@@ -64,7 +64,7 @@ impl Pusher {
             .name("ws1c-push".into())
             .spawn(move || {
                 let _exit = guard;
-                run(&h);
+                push_loop(&h);
             })
             .map_err(|e| Error::Runtime(e.to_string()))?;
         Ok(Pusher {
@@ -104,7 +104,7 @@ impl Drop for Pusher {
 }
 
 /// The thread's loop.
-fn run(hub: &Hub) {
+fn push_loop(hub: &Hub) {
     let mut batch: Vec<Push> = Vec::with_capacity(BATCH);
     // Headers are written here, one event at a time, instead of allocated per event.
     let mut head = String::new();

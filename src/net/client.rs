@@ -210,12 +210,6 @@ impl ClientState {
 
 pub(crate) type Ws = WebSocketStream<MaybeTls>;
 
-/// Whether `e` means the server wants (another) client certificate (see
-/// [`tls::client_cert_refused`]).
-fn client_cert_refused(e: &std::io::Error, auth: Option<&tls::ClientAuth>) -> bool {
-    tls::client_cert_refused(e, auth)
-}
-
 fn client_cert_error(t: &Target, _e: &std::io::Error) -> Error {
     Error::Tls(crate::error::TlsError::Handshake {
         host: t.host.clone(),
@@ -229,12 +223,12 @@ fn tls_error(t: &Target, e: &std::io::Error, auth: &tls::ClientAuth) -> Error {
     tls::handshake_error(&t.host, t.port, e, Some(auth))
 }
 
-fn handshake_error(t: &Target, e: WsError, auth: Option<&tls::ClientAuth>) -> Error {
+fn ws_handshake_error(t: &Target, e: WsError, auth: Option<&tls::ClientAuth>) -> Error {
     let fault = |fault| HandshakeError::BadResponse { fault };
     let h = match e {
         // TLS 1.3: the server checks the client certificate after the handshake, so its
         // refusal arrives while we read the HTTP answer.
-        WsError::Io(io) if client_cert_refused(&io, auth) => return client_cert_error(t, &io),
+        WsError::Io(io) if tls::client_cert_refused(&io, auth) => return client_cert_error(t, &io),
         WsError::Io(io) => HandshakeError::Lost {
             failure: SocketFailure::of(&io),
         },
@@ -385,7 +379,7 @@ async fn establish(
         .request
         .as_str()
         .into_client_request()
-        .map_err(|e| handshake_error(t, e, None))?;
+        .map_err(|e| ws_handshake_error(t, e, None))?;
     for (k, v) in &o.headers {
         let name = HeaderName::from_bytes(k.as_bytes());
         let value = HeaderValue::from_str(v);
@@ -414,7 +408,7 @@ async fn establish(
             .await
             .map_err(|e| {
                 log.write(Level::Error, || format!("handshake failed: {e}"));
-                handshake_error(t, e, auth.as_deref())
+                ws_handshake_error(t, e, auth.as_deref())
             })?;
     log.write(Level::Info, || {
         let headers: Vec<String> = resp
@@ -568,7 +562,7 @@ pub struct Task {
 /// Why one task for all of it: the command queue (and what 1C put in it) survives a
 /// reconnect, the events of one client stay in one order (Close/Fail, Reconnecting…, Open),
 /// and Disconnect or Done stop everything by one token, even in the middle of a back-off.
-pub async fn run(task: Task) {
+pub async fn client_task(task: Task) {
     let Task {
         target,
         options,
@@ -720,7 +714,7 @@ pub async fn run(task: Task) {
             drain: &drain,
             log: &log,
         };
-        match reconnect(link, &mut commands).await {
+        match redial(link, &mut commands).await {
             Some(e) => est = e,
             None => break,
         }
@@ -758,7 +752,7 @@ struct Redial<'a> {
     log: &'a Log,
 }
 
-async fn reconnect(
+async fn redial(
     link: Redial<'_>,
     commands: &mut Option<mpsc::Receiver<Command>>,
 ) -> Option<Established> {

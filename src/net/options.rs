@@ -354,7 +354,7 @@ where
 // ---- Checks (one place per object: ranges, combinations, defaults) --------------------------
 
 /// `n` of `key` if within `min..=max`.
-fn bounded(key: &str, n: u64, min: u64, max: u64) -> Result<u64, Fault> {
+fn in_range(key: &str, n: u64, min: u64, max: u64) -> Result<u64, Fault> {
     if (min..=max).contains(&n) {
         Ok(n)
     } else {
@@ -376,7 +376,7 @@ pub(crate) fn size(
 ) -> Result<usize, Fault> {
     match v {
         None => Ok(default),
-        Some(n) => Ok(usize::try_from(bounded(key, n, min, max)?).unwrap_or(usize::MAX)),
+        Some(n) => Ok(usize::try_from(in_range(key, n, min, max)?).unwrap_or(usize::MAX)),
     }
 }
 
@@ -390,7 +390,7 @@ pub(crate) fn millis(
 ) -> Result<Duration, Fault> {
     match v {
         None => Ok(default),
-        Some(n) => bounded(key, n, min, max).map(Duration::from_millis),
+        Some(n) => in_range(key, n, min, max).map(Duration::from_millis),
     }
 }
 
@@ -403,7 +403,7 @@ pub(crate) fn period(
 ) -> Result<Option<Duration>, Fault> {
     match v {
         None => Ok(default),
-        Some(n) => Ok(Some(bounded(key, n, 0, max)?)
+        Some(n) => Ok(Some(in_range(key, n, 0, max)?)
             .filter(|&n| n > 0)
             .map(Duration::from_millis)),
     }
@@ -897,7 +897,7 @@ impl ClientKeys {
             proxy: Proxy::from_option(&self.proxy)?,
             ping_interval: period("ping_interval_ms", self.ping_interval_ms, 86_400_000, d.ping_interval)?,
             pong_timeout: millis("pong_timeout_ms", self.pong_timeout_ms, 1, 3_600_000, d.pong_timeout)?,
-            reconnect: reconnect(self.reconnect)?,
+            reconnect: parse_reconnect(self.reconnect)?,
             log: shared.log()?,
             persistent: persistent(self.persistent)?,
         })
@@ -938,7 +938,7 @@ impl TlsKeys {
 }
 
 /// `reconnect`: `true`/`false`, or the object with the delays.
-fn reconnect(v: Option<Json>) -> Result<Reconnect, Fault> {
+fn parse_reconnect(v: Option<Json>) -> Result<Reconnect, Fault> {
     let d = Reconnect::default();
     let k = match v {
         None => return Ok(d),

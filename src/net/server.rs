@@ -464,7 +464,7 @@ struct Seen {
 /// Checks a handshake request against the options and picks the subprotocol.
 // The error type is tungstenite's handshake callback contract, large or not.
 #[allow(clippy::result_large_err)]
-fn check(
+fn screen_request(
     o: &ServerOptions,
     peer: SocketAddr,
     full: bool,
@@ -671,7 +671,7 @@ async fn handshake(
     #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| {
         permit = slots.clone().try_acquire_owned().ok();
-        check(&ctx.options, peer, permit.is_none(), req, resp).map(|(resp, s)| {
+        screen_request(&ctx.options, peer, permit.is_none(), req, resp).map(|(resp, s)| {
             seen = Some(s);
             resp
         })

@@ -181,7 +181,7 @@ pub struct SioOptions {
 }
 
 /// A ROM-style connection event.
-fn connection(state: &str, extra: &[(&str, Json)]) -> Event {
+fn connection_event(state: &str, extra: &[(&str, Json)]) -> Event {
     let mut h = vec![("Event", json!("Connection")), ("State", json!(state))];
     h.extend(extra.iter().cloned());
     Event {
@@ -197,21 +197,21 @@ fn connection(state: &str, extra: &[(&str, Json)]) -> Event {
 
 /// `{"Event": "Connection","State": "Open"}` / `{"Connection": "Open"}`.
 pub fn open_event() -> Event {
-    connection("Open", &[])
+    connection_event("Open", &[])
 }
 
 /// `{"Event": "Connection","State": "Close","Reason": "Normal"}` / `{"Connection": "Close"}`.
 pub fn close_event() -> Event {
-    connection("Close", &[("Reason", json!("Normal"))])
+    connection_event("Close", &[("Reason", json!("Normal"))])
 }
 
 /// `{"Event": "Connection","State": "Fail"}` / `{"Connection": "Fail"}`.
 pub fn fail_event() -> Event {
-    connection("Fail", &[])
+    connection_event("Fail", &[])
 }
 
 fn reconnecting_event(attempt: u32, delay_ms: u64) -> Event {
-    connection(
+    connection_event(
         "Reconnecting",
         &[("Attempt", json!(attempt)), ("DelayMs", json!(delay_ms))],
     )
@@ -313,7 +313,7 @@ enum SessionEnd {
 }
 
 /// The connection task (counted by the caller as a live source of `hub`).
-pub async fn run(task: SioTask) {
+pub async fn sio_task(task: SioTask) {
     let SioTask {
         target,
         nsp,
@@ -500,7 +500,7 @@ pub fn binary_frame(eio: Eio, b: Vec<u8>) -> Message {
     }
 }
 
-fn bad(p: sio::BadPacket) -> Error {
+fn packet_error(p: sio::BadPacket) -> Error {
     Error::SocketIo(SioError::BadPacket { packet: p.0 })
 }
 
@@ -576,10 +576,12 @@ impl Session<'_> {
         // The Engine.IO open packet.
         let hs = loop {
             match ws.next().await {
-                Some(Ok(Message::Text(t))) => match sio::engine_decode(t.as_str()).map_err(bad)? {
-                    EnginePacket::Open(j) => break sio::parse_open(j).map_err(bad)?,
-                    _ => continue,
-                },
+                Some(Ok(Message::Text(t))) => {
+                    match sio::engine_decode(t.as_str()).map_err(packet_error)? {
+                        EnginePacket::Open(j) => break sio::parse_open(j).map_err(packet_error)?,
+                        _ => continue,
+                    }
+                }
                 Some(Ok(Message::Close(_))) | None => return Err(lost("closed")),
                 Some(Err(e)) => return Err(lost(&e.to_string())),
                 Some(Ok(_)) => continue,
@@ -603,14 +605,14 @@ impl Session<'_> {
                 Some(Err(e)) => return Err(lost(&e.to_string())),
                 Some(Ok(_)) => continue,
             };
-            match sio::engine_decode(t.as_str()).map_err(bad)? {
+            match sio::engine_decode(t.as_str()).map_err(packet_error)? {
                 EnginePacket::Ping(p) if eio == Eio::V4 => {
                     ws.send(Message::text(format!("3{p}")))
                         .await
                         .map_err(|e| lost(&e.to_string()))?;
                 }
                 EnginePacket::Message(m) => {
-                    let p = sio::decode(m).map_err(bad)?;
+                    let p = sio::decode(m).map_err(packet_error)?;
                     if p.nsp != self.nsp {
                         continue;
                     }
@@ -815,7 +817,7 @@ impl Session<'_> {
             }
         };
         let failed = |e| SessionEnd::Failed("parse error", e);
-        match sio::engine_decode(text.as_str()).map_err(|e| failed(bad(e)))? {
+        match sio::engine_decode(text.as_str()).map_err(|e| failed(packet_error(e)))? {
             EnginePacket::Ping(p) => {
                 if eio == Eio::V4 {
                     beat.next = Instant::now() + beat.interval + beat.timeout;
@@ -834,7 +836,7 @@ impl Session<'_> {
             }
             EnginePacket::Open(_) | EnginePacket::Noop => {}
             EnginePacket::Message(m) => {
-                let p = sio::decode(m).map_err(|e| failed(bad(e)))?;
+                let p = sio::decode(m).map_err(|e| failed(packet_error(e)))?;
                 if p.nsp != self.nsp {
                     return Ok(());
                 }
@@ -852,7 +854,9 @@ impl Session<'_> {
                     }
                     Kind::BinaryEvent | Kind::BinaryAck => {
                         if p.attachments > MAX_ATTACHMENTS {
-                            return Err(failed(bad(sio::BadPacket(m.chars().take(80).collect()))));
+                            return Err(failed(packet_error(sio::BadPacket(
+                                m.chars().take(80).collect(),
+                            ))));
                         }
                         let part = Partial {
                             kind: p.kind,

@@ -46,10 +46,6 @@ pub struct Client {
     url: String,
 }
 
-fn not_connected() -> Error {
-    Error::Client(ClientError::NotConnected)
-}
-
 /// How `Подключиться` / `НачатьПодключение` wait.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Wait {
@@ -99,8 +95,8 @@ fn dial(
         tracker: engine.tracker.clone(),
     };
     match tracker {
-        Some(t) => engine.spawn(t.track_future(client::run(task))),
-        None => engine.spawn(client::run(task)),
+        Some(t) => engine.spawn(t.track_future(client::client_task(task))),
+        None => engine.spawn(client::client_task(task)),
     };
     let link = Link {
         shared,
@@ -320,14 +316,14 @@ impl Client {
             return Err(match self.status() {
                 STATUS_RECONNECTING => Error::Client(ClientError::Reconnecting),
                 STATUS_CONNECTING => Error::Client(ClientError::Connecting),
-                _ => not_connected(),
+                _ => Error::not_connected(),
             });
         };
-        let engine = core.started_engine().ok_or_else(not_connected)?;
+        let engine = core.started_engine().ok_or_else(Error::not_connected)?;
         let wait = c.options.limits.send_timeout;
         match c.commands.queue(engine, Command::Send(msg), wait) {
             Queued::Yes => Ok(()),
-            Queued::Closed => Err(not_connected()),
+            Queued::Closed => Err(Error::not_connected()),
             Queued::Full => Err(Error::Client(ClientError::QueueFull {
                 waited_ms: wait.as_millis(),
             })),

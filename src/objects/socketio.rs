@@ -2,7 +2,7 @@
 //! client's connection layer, hub and delivery modes.
 //!
 //! The object owns its subscriptions (they outlive every connection) and the current
-//! connection's handles; the connection task ([`crate::net::sio_client::run`]) owns only its
+//! connection's handles; the connection task ([`crate::net::sio_client::sio_task`]) owns only its
 //! channel ends and clones of the hub, the state and the subscriptions.
 
 use std::sync::atomic::Ordering;
@@ -60,10 +60,6 @@ impl Default for SocketIo {
     }
 }
 
-fn not_connected() -> Error {
-    Error::Client(ClientError::NotConnected)
-}
-
 const TIMEOUT: Names = Names {
     ru: "Таймаут",
     en: "Timeout",
@@ -78,7 +74,7 @@ struct Endpoint {
 
 /// Splits the options into Socket.IO's own keys (`path`, `query`, `auth`, `eio`) and the
 /// WebSocket client's (everything else, checked by [`ClientOptions::parse`]).
-fn parse_options(
+fn split_options(
     text: &str,
     timeout_s: u64,
 ) -> Result<(ClientOptions, SioOptions, String, String)> {
@@ -240,7 +236,7 @@ impl SocketIo {
             STATUS_CONNECTING => return Err(Error::Client(ClientError::Connecting)),
             _ => {}
         }
-        let (options, so, path, query) = parse_options(options, self.timeout_s)?;
+        let (options, so, path, query) = split_options(options, self.timeout_s)?;
         let ep = endpoint(uri, &path, &query, so.eio)?;
         if let Some(c) = self.conn.take() {
             c.token.cancel();
@@ -270,7 +266,7 @@ impl SocketIo {
             token: token.clone(),
             drain: engine.drain.clone(),
         };
-        engine.spawn(sio_client::run(task));
+        engine.spawn(sio_client::sio_task(task));
         let bound = options.timeout + Duration::from_secs(2);
         self.conn = Some(Link {
             shared,
@@ -323,7 +319,7 @@ impl SocketIo {
         c.ok_or_else(|| match self.status() {
             STATUS_RECONNECTING => Error::Client(ClientError::Reconnecting),
             STATUS_CONNECTING => Error::Client(ClientError::Connecting),
-            _ => not_connected(),
+            _ => Error::not_connected(),
         })
     }
 
@@ -342,14 +338,14 @@ impl SocketIo {
         let c = self.open_link()?;
         let args: Vec<Arg> = arg_of(message, as_json)?.into_iter().collect();
         let (text, bins) = sio::encode_event(&c.nsp, id, name, args);
-        let engine = core.started_engine().ok_or_else(not_connected)?;
+        let engine = core.started_engine().ok_or_else(Error::not_connected)?;
         let wait = c.options.limits.send_timeout;
         let frames = std::iter::once(Message::text(text))
             .chain(bins.into_iter().map(|b| sio_client::binary_frame(c.eio, b)));
         for m in frames {
             match c.commands.queue(engine, Command::Send(m), wait) {
                 Queued::Yes => {}
-                Queued::Closed => return Err(not_connected()),
+                Queued::Closed => return Err(Error::not_connected()),
                 Queued::Full => {
                     return Err(Error::Client(ClientError::QueueFull {
                         waited_ms: wait.as_millis(),
@@ -569,7 +565,7 @@ mod tests {
 
     #[test]
     fn own_options_are_taken_out_and_the_rest_checked() {
-        let (o, s, path, q) = parse_options(
+        let (o, s, path, q) = split_options(
             r#"{"path": "/x/", "query": {"token": "a b"}, "auth": {"k": 1}, "eio": 3, "headers": {"X-A": "1"}}"#,
             5,
         )
@@ -579,12 +575,12 @@ mod tests {
         assert_eq!(s.auth, Some(serde_json::json!({"k": 1})));
         assert_eq!(o.headers, vec![("X-A".to_owned(), "1".to_owned())]);
         assert_eq!(o.timeout, Duration::from_secs(5));
-        let (o, ..) = parse_options(r#"{"timeout_ms": 700}"#, 5).unwrap();
+        let (o, ..) = split_options(r#"{"timeout_ms": 700}"#, 5).unwrap();
         assert_eq!(o.timeout, Duration::from_millis(700));
-        let e = parse_options(r#"{"eio": 2}"#, 5).unwrap_err();
+        let e = split_options(r#"{"eio": 2}"#, 5).unwrap_err();
         assert!(e.text(Lang::Ru).contains("eio"), "{}", e.text(Lang::Ru));
-        assert!(parse_options(r#"{"nonsense": 1}"#, 5).is_err());
-        assert!(parse_options("[1]", 5).is_err());
+        assert!(split_options(r#"{"nonsense": 1}"#, 5).is_err());
+        assert!(split_options("[1]", 5).is_err());
     }
 
     #[test]
