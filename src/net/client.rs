@@ -50,6 +50,16 @@ pub const STATUS_RECONNECTING: i32 = 2;
 /// `НачатьПодключение` (or `Подключиться`) is connecting: the first connect is under way.
 pub const STATUS_CONNECTING: i32 = 3;
 
+/// The rule of the Client and SocketIO objects: `Подключиться` on a connection that is open,
+/// or still connecting, raises; 1C code calls `Отключиться` first.
+pub fn refuse_second_connect(status: i32) -> Result<()> {
+    match status {
+        STATUS_OPEN => Err(Error::Client(crate::error::ClientError::AlreadyConnected)),
+        STATUS_CONNECTING => Err(Error::Client(crate::error::ClientError::Connecting)),
+        _ => Ok(()),
+    }
+}
+
 /// A parsed `ws://` / `wss://` address.
 ///
 /// Parsed by the `url` crate (WHATWG rules, as a browser's `new WebSocket(url)`): the scheme

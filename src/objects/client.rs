@@ -127,11 +127,7 @@ impl Client {
         options: &str,
         wait: Wait,
     ) -> Result<Value> {
-        match self.status() {
-            STATUS_OPEN => return Err(Error::Client(ClientError::AlreadyConnected)),
-            STATUS_CONNECTING => return Err(Error::Client(ClientError::Connecting)),
-            _ => {}
-        }
+        client::refuse_second_connect(self.status())?;
         let options = ClientOptions::parse(options)?;
         let target = Target::parse(url)?;
         if let Some(po) = options.persistent.clone() {

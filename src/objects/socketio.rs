@@ -231,11 +231,7 @@ impl SocketIo {
         options: &str,
         wait: bool,
     ) -> Result<Value> {
-        match self.status() {
-            STATUS_OPEN => return Err(Error::Client(ClientError::AlreadyConnected)),
-            STATUS_CONNECTING => return Err(Error::Client(ClientError::Connecting)),
-            _ => {}
-        }
+        crate::net::client::refuse_second_connect(self.status())?;
         let (options, so, path, query) = split_options(options, self.timeout_s)?;
         let ep = endpoint(uri, &path, &query, so.eio)?;
         if let Some(c) = self.conn.take() {
