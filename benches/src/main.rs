@@ -368,13 +368,12 @@ fn main() {
                         results.add(&name, "raw", raw::server_ingest(&cfg, n, false));
                         results.add(&name, "hop", raw::server_ingest(&cfg, n, true));
                     }
-                    let name = "4. push: client ingest, msg/s";
-                    if !narrow.is_empty() && narrow != "client" {
-                        continue;
+                    if narrow.is_empty() || narrow == "client" {
+                        let name = "4. push: client ingest, msg/s";
+                        results.add(name, "addin", addin::client_ingest(&cfg, &host, true));
+                        results.add(name, "raw", raw::client_ingest(&cfg, false));
+                        results.add(name, "hop", raw::client_ingest(&cfg, true));
                     }
-                    results.add(name, "addin", addin::client_ingest(&cfg, &host, true));
-                    results.add(name, "raw", raw::client_ingest(&cfg, false));
-                    results.add(name, "hop", raw::client_ingest(&cfg, true));
                 }
                 "rtt" => {
                     let (a, r, h) = (

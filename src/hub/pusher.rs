@@ -175,21 +175,19 @@ fn settle(hub: &Hub, outcomes: &mut Vec<(Push, Emit)>, spent: &mut Vec<Push>) {
         if emitted == Emit::Refused && !matches!(item, Push::Note(_)) {
             g.undelivered += 1;
         }
-        let q = match item {
-            Push::Event(q) => q,
-            other => {
-                spent.push(other);
-                continue;
+        match item {
+            Push::Event(q) if emitted != Emit::Delivered => {
+                g.pull.insert(q);
+                back = true;
             }
-        };
-        if emitted == Emit::Delivered {
-            let before = g.queued;
-            g.queued -= 1;
-            wake_producers |= Hub::should_wake_producers(before, g.capacity);
-            spent.push(Push::Event(q));
-        } else {
-            g.pull.insert(q);
-            back = true;
+            done => {
+                if matches!(done, Push::Event(_)) {
+                    let before = g.queued;
+                    g.queued -= 1;
+                    wake_producers |= Hub::should_wake_producers(before, g.capacity);
+                }
+                spent.push(done);
+            }
         }
     }
     if back && g.readers > 0 {

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::{
-    AddressError, ConnectError, ConnectStage, Error, HandshakeError, ResponseFault, Result,
-    SocketFailure,
+    AddressError, ClientError, ConnectError, ConnectStage, Error, HandshakeError, ResponseFault,
+    Result, SocketFailure,
 };
 use crate::event::{Event, EventKind};
 use crate::hub::Hub;
@@ -54,8 +54,8 @@ pub const STATUS_CONNECTING: i32 = 3;
 /// or still connecting, raises; 1C code calls `Отключиться` first.
 pub fn refuse_second_connect(status: i32) -> Result<()> {
     match status {
-        STATUS_OPEN => Err(Error::Client(crate::error::ClientError::AlreadyConnected)),
-        STATUS_CONNECTING => Err(Error::Client(crate::error::ClientError::Connecting)),
+        STATUS_OPEN => Err(Error::Client(ClientError::AlreadyConnected)),
+        STATUS_CONNECTING => Err(Error::Client(ClientError::Connecting)),
         _ => Ok(()),
     }
 }
